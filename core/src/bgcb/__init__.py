@@ -1,0 +1,63 @@
+"""bgcb: background callbacks for Plotly Dash on pluggable backends.
+
+from dash import Dash
+import bgcb
+
+app = Dash(__name__, background_callback_manager=bgcb.manager())
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .errors import BackendInvalid, BackendLoadError, BackendNotFound, BgcbError, ConfigurationError
+from .hookspecs import hookimpl
+from .jobs import Job, Outcome, Snapshot, State, Status, new_job_id
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendInvalid",
+    "BackendLoadError",
+    "BackendNotFound",
+    "BgcbError",
+    "ConfigurationError",
+    "Job",
+    "Outcome",
+    "Snapshot",
+    "State",
+    "Status",
+    "hookimpl",
+    "manager",
+    "new_job_id",
+]
+
+
+def manager(
+    backend: str | None = None,
+    *,
+    cache_by: list[Callable[[], Any]] | Callable[[], Any] | None = None,
+    expire: float | None = None,
+    timeout: float | None = None,
+    on_retrigger: str = "cancel",
+    **options: Any,
+) -> Any:
+    """A Dash background-callback manager on the backend named ``backend``.
+
+    The name comes from ``backend``, else ``$BGCB_BACKEND``, else ``diskcache``.
+    ``cache_by`` and ``expire`` work as in Dash's managers; ``timeout`` stops a
+    job after that many seconds and reports an error; ``on_retrigger="keep"``
+    lets a running job finish when its callback fires again (Dash cancels it).
+    Other keyword arguments are the backend's options (``bgcb backends``).
+    """
+    from .dash_manager import DashManager
+    from .provider import load
+
+    return DashManager(
+        load(backend, **options),
+        cache_by=cache_by,
+        expire=expire,
+        timeout=timeout,
+        on_retrigger=on_retrigger,  # type: ignore[arg-type]
+    )

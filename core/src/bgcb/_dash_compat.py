@@ -1,0 +1,112 @@
+"""Every difference between the Dash versions bgcb supports, in one place.
+
+Dash 2.18 keeps the manager base class in ``dash.long_callback`` and calls
+errors ``long_callback_error``; 3.x and 4.x use ``dash.background_callback``
+and pass ``triggered`` to ``build_cache_key``; 4.4 signs job handles.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import dash
+
+try:  # Dash 3 and later
+    from dash.background_callback import _proxy_set_props as _proxy_mod
+    from dash.background_callback.managers import BaseBackgroundCallbackManager as BaseManager
+
+    ERROR_KEY = "background_callback_error"
+except ImportError:  # Dash 2.18
+    from dash.long_callback import _proxy_set_props as _proxy_mod  # type: ignore[no-redef]
+    from dash.long_callback.managers import BaseLongCallbackManager as BaseManager  # type: ignore[no-redef]
+
+    ERROR_KEY = "long_callback_error"
+
+from dash._callback_context import context_value
+from dash._utils import AttributeDict
+from dash.exceptions import PreventUpdate
+
+ProxySetProps = _proxy_mod.ProxySetProps
+DASH_VERSION = dash.__version__
+#: Whether ``build_cache_key`` takes the ``triggered`` argument (Dash 3+).
+CACHE_KEY_TAKES_TRIGGERED = "triggered" in inspect.signature(BaseManager.build_cache_key).parameters
+NO_UPDATE = {"_dash_no_update": "_dash_no_update"}
+
+__all__ = [
+    "BaseManager",
+    "ERROR_KEY",
+    "NO_UPDATE",
+    "PreventUpdate",
+    "find_function",
+    "install_context",
+    "request_arg_list",
+    "request_job",
+]
+
+
+def find_function(key: str) -> tuple[Callable[..., Any], bool] | None:
+    """The callback Dash registered under ``key`` and whether it takes progress.
+
+    Dash records every background callback on the base class when the module
+    defining it is imported, so a worker that imported the app finds them all.
+    """
+    for fkey, fn, progress in reversed(BaseManager.functions):
+        if fkey == key:
+            return fn, bool(progress)
+    return None
+
+
+def install_context(context: dict[str, Any], on_set_props: Callable[[str, dict], None]) -> None:
+    """Make ``dash.callback_context`` and ``dash.set_props`` work in a worker."""
+    ctx = AttributeDict(**context)
+    ctx.ignore_register_page = False
+    ctx.updated_props = ProxySetProps(on_set_props)
+    context_value.set(ctx)
+
+
+def _request_args() -> Any:
+    try:
+        import flask
+
+        if flask.has_request_context():
+            return flask.request.args
+    except ImportError:  # pragma: no cover - Dash always brings Flask
+        pass
+    return None
+
+
+def request_arg_list(name: str) -> list[str]:
+    """All values of query argument ``name`` in the current request, raw."""
+    args = _request_args()
+    if args is None:
+        return []
+    return list(args.getlist(name))
+
+
+def request_job() -> str | None:
+    """The job handle of the current poll, verified where Dash signs handles.
+
+    Dash passes only the cache key to ``get_progress`` and
+    ``get_updated_props``; the job is read from the request so that progress
+    and set_props are per job, not per cache key.
+    """
+    reader = getattr(dash._callback, "_read_request_handles", None)
+    if reader is not None:  # Dash 4.4+: signed handles
+        try:
+            return reader()[1]
+        except Exception:
+            return None
+    args = _request_args()
+    return args.get("job") if args is not None else None
+
+
+def is_explicit_cancel(job: str) -> bool:
+    """Whether the current request is a click on a ``cancel`` input for ``job``.
+
+    Dash calls ``terminate_job`` for cancel clicks (``cancelJob``) and for a
+    re-triggered callback's previous job (``oldJob``); only this tells them
+    apart. Handles may be signed (``value~mac``).
+    """
+    return any(raw == job or raw.startswith(job + "~") for raw in request_arg_list("cancelJob"))

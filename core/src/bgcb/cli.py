@@ -1,0 +1,101 @@
+"""The ``bgcb`` command: ``backends``, ``worker``, ``jobs``, ``doctor``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from . import provider
+from .errors import BgcbError
+
+
+def _backends(args: argparse.Namespace) -> int:
+    found = provider.installed()
+    try:
+        chosen = provider.selected_name(args.backend)
+    except BgcbError:
+        chosen = None
+    if not found:
+        print('No backend installed. Install one: pip install "bgcb[diskcache]"')
+        return 1
+    width = max(len(n) for n in found)
+    for name, info in found.items():
+        mark = "*" if name == chosen else " "
+        print(f"{mark} {name:<{width}}  {info.distribution} {info.version}")
+    if chosen and chosen not in found:
+        print(f"selected backend '{chosen}' is not installed: pip install bgcb-{chosen}")
+        return 1
+    print(f"(* selected: {chosen}; choose with {provider.ENV_BACKEND}=<name>)")
+    return 0
+
+
+def _import_app(module: str) -> None:
+    sys.path.insert(0, os.getcwd())
+    importlib.import_module(module)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    backend = provider.load(args.backend)
+    _import_app(args.app)
+    if not backend.run_worker(args.app):
+        print(f"backend '{backend.name}' has no worker to start", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    backend = provider.load(args.backend)
+    listing = backend.jobs()
+    if listing is None:
+        print(f"backend '{backend.name}' cannot list its jobs", file=sys.stderr)
+        return 1
+    now = time.time()
+    print(f"{'JOB':<26} {'STATE':<10} {'POS':>4} {'AGE':>8}")
+    for job_id, status in listing:
+        age = now - (status.submitted_at or now)
+        pos = "" if status.position is None else str(status.position)
+        print(f"{job_id:<26} {status.state.value:<10} {pos:>4} {age:>7.1f}s")
+    backend.close()
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    import dash
+
+    print(f"dash {dash.__version__}")
+    print(f"python {sys.version.split()[0]}")
+    code = _backends(args)
+    if code:
+        return code
+    backend = provider.load(args.backend)
+    print(f"backend '{backend.name}' loaded with options:")
+    for key, value in sorted(backend.options.items()):
+        print(f"  {key} = {value!r}")
+    backend.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bgcb", description="Background callbacks for Dash on pluggable backends.")
+    parser.add_argument("--backend", "-b", help=f"backend name (default: ${provider.ENV_BACKEND} or diskcache)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("backends", help="list installed backends and the selected one").set_defaults(func=_backends)
+    worker = sub.add_parser("worker", help="run a worker for the app in APP_MODULE")
+    worker.add_argument("app", metavar="APP_MODULE", help="module that defines the Dash app (e.g. app or pkg.app)")
+    worker.set_defaults(func=_worker)
+    sub.add_parser("jobs", help="list queued and running jobs").set_defaults(func=_jobs)
+    sub.add_parser("doctor", help="check the installation and configuration").set_defaults(func=_doctor)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except BgcbError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

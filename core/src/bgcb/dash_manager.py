@@ -1,0 +1,218 @@
+"""The Dash manager: Dash's calls on a background-callback manager, answered
+through the active backend.
+
+Dash asks four questions on every poll (progress, result, running, set_props);
+the manager answers them from one backend snapshot taken once per request.
+Results are per job, so two users with identical inputs both get theirs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, Literal
+
+from . import _dash_compat as compat
+from .jobs import Job, Outcome, Snapshot, State, Status
+from .provider import Backend
+
+#: Prefix of the handle given for a result reused from the cache: no job runs.
+CACHED_HANDLE = "cached:"
+#: Context entries that are request-bound objects, not data for the worker.
+_CONTEXT_DROP = {"background_callback_manager", "dash_response", "updated_props", "dash_websocket"}
+
+Retrigger = Literal["cancel", "keep"]
+
+
+class _JobFn:
+    """What Dash keeps in ``func_registry``: the callback key and progress flag.
+
+    bgcb never calls the function in the web process; a worker looks it up
+    by key (see :func:`bgcb._dash_compat.find_function`).
+    """
+
+    def __init__(self, key: str, progress: bool) -> None:
+        self.key = key
+        self.progress = progress
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:  # pragma: no cover
+        raise RuntimeError("bgcb runs background callbacks in its workers, not here")
+
+
+def _jsonable_context(context: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-able part of Dash's callback context, for the worker."""
+    from .runner import to_jsonable
+
+    out: dict[str, Any] = {}
+    for key, value in dict(context).items():
+        if key in _CONTEXT_DROP:
+            continue
+        if key == "args" and value is not None and not isinstance(value, dict):
+            value = dict(value)
+        try:
+            out[key] = to_jsonable(value)
+        except Exception:
+            continue  # request-bound objects stay in the web process
+    return out
+
+
+class DashManager(compat.BaseManager):
+    """A Dash background-callback manager backed by a bgcb backend.
+
+    Use :func:`bgcb.manager` to make one.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        cache_by: list[Callable[[], Any]] | Callable[[], Any] | None = None,
+        expire: float | None = None,
+        timeout: float | None = None,
+        on_retrigger: Retrigger = "cancel",
+    ) -> None:
+        if on_retrigger not in ("cancel", "keep"):
+            from .errors import ConfigurationError
+
+            raise ConfigurationError(
+                f"bgcb: on_retrigger={on_retrigger!r}; use 'cancel' (stop the "
+                "previous job when the callback fires again, Dash's default) or "
+                "'keep' (let it run to completion)."
+            )
+        self.backend = backend
+        self.expire = expire
+        self.timeout = timeout
+        self.on_retrigger = on_retrigger
+        super().__init__(cache_by)
+
+    # -- registration ----------------------------------------------------------
+
+    def make_job_fn(self, fn: Callable[..., Any], progress: bool, key: str | None = None) -> _JobFn:
+        return _JobFn(key or "", bool(progress))
+
+    def build_cache_key(self, fn: Any, args: Any, cache_args_to_ignore: Any, triggered: Any = None) -> str:
+        if compat.CACHE_KEY_TAKES_TRIGGERED:
+            return super().build_cache_key(fn, args, cache_args_to_ignore, triggered)
+        return super().build_cache_key(fn, args, cache_args_to_ignore)
+
+    # -- first request ---------------------------------------------------------
+
+    def call_job_fn(self, key: str, job_fn: _JobFn, args: Any, context: dict[str, Any]) -> str:
+        caching = self.cache_by is not None
+        if caching and self.backend.cached(key) is not None:
+            return CACHED_HANDLE + key[:16]
+        job = Job(
+            callback=job_fn.key,
+            args=json.loads(json.dumps(args, default=str)) if args is not None else [],
+            context=_jsonable_context(context),
+            cache_key=key,
+            progress=job_fn.progress,
+            timeout=self.timeout,
+            cache=caching,
+            cache_expire=self.expire,
+        )
+        return self.backend.submit(job)
+
+    # -- polls -----------------------------------------------------------------
+
+    def _snapshot(self, job: str | None, cache_key: str | None = None) -> Snapshot:
+        """The backend's view of ``job``, fetched once per request."""
+        if not job:
+            return Snapshot(Status.unknown())
+        if job.startswith(CACHED_HANDLE):
+            outcome = self.backend.cached(cache_key) if cache_key else None
+            state = State.SUCCEEDED if outcome else State.UNKNOWN
+            return Snapshot(Status(state), [], outcome)
+        memo = _request_memo()
+        if memo is not None and job in memo:
+            return memo[job]
+        snap = self.backend.poll(job)
+        if memo is not None:
+            memo[job] = snap
+        return snap
+
+    def get_progress(self, key: str) -> list[Any] | None:
+        return self._snapshot(compat.request_job(), key).latest_progress
+
+    def result_ready(self, key: str) -> bool:  # pragma: no cover - unused by Dash
+        return self._snapshot(compat.request_job(), key).outcome is not None
+
+    def get_result(self, key: str, job: str | None) -> Any:
+        snap = self._snapshot(job, key)
+        if snap.status.state is State.UNKNOWN:
+            if job and not job.startswith(CACHED_HANDLE) and _request_memo() is not None:
+                return _to_dash(_unknown_job_outcome())
+            return self.UNDEFINED
+        if snap.outcome is None or snap.outcome.kind == "cancelled":
+            return self.UNDEFINED
+        return _to_dash(snap.outcome)
+
+    def job_running(self, job: str | None) -> bool:
+        if not job:
+            return False
+        return self._snapshot(job).status.state.active
+
+    def get_updated_props(self, key: str) -> dict[str, dict[str, Any]]:
+        return self._snapshot(compat.request_job(), key).props
+
+    # -- cancel ----------------------------------------------------------------
+
+    def terminate_job(self, job: str | None) -> None:
+        if not job or str(job).startswith(CACHED_HANDLE):
+            return
+        job = str(job)
+        if self.on_retrigger == "keep" and not compat.is_explicit_cancel(job):
+            return  # a re-triggered callback's old job runs to completion
+        self.backend.cancel(job)
+
+    def terminate_unhealthy_job(self, job: str | None) -> bool:
+        return False
+
+    # -- Dash 4.4: one signing secret for every web worker -----------------------
+
+    def get_or_create_signing_secret(self, generate: Callable[[], bytes]) -> bytes:
+        secret = self.backend.shared_secret(generate)
+        if not secret:
+            raise NotImplementedError
+        return secret
+
+    def close(self) -> None:
+        """Release the backend's connections, threads and processes."""
+        self.backend.close()
+
+    def __repr__(self) -> str:
+        return f"<bgcb.DashManager backend={self.backend.name!r}>"
+
+
+def _unknown_job_outcome() -> Outcome:
+    return Outcome.failure(
+        "bgcb: this background job is unknown to the backend: its record "
+        "expired, or the handle was not issued by this server. Trigger the "
+        "callback again."
+    )
+
+
+def _to_dash(outcome: Outcome) -> Any:
+    """An outcome as the value Dash expects back from ``get_result``."""
+    if outcome.kind == "no_update":
+        return dict(compat.NO_UPDATE)
+    if outcome.kind == "error":
+        return {compat.ERROR_KEY: dict(outcome.error or {"msg": "", "tb": ""})}
+    return outcome.value
+
+
+def _request_memo() -> dict[str, Snapshot] | None:
+    """A per-request dict, so one poll costs one backend round trip."""
+    try:
+        import flask
+
+        if flask.has_request_context():
+            g = flask.g
+            memo = g.get("_bgcb_snapshots")
+            if memo is None:
+                memo = {}
+                g._bgcb_snapshots = memo
+            return memo
+    except ImportError:  # pragma: no cover
+        pass
+    return None

@@ -1,0 +1,210 @@
+"""The data that crosses between the Dash manager, a backend and the runner.
+
+Everything here is plain data that turns into JSON and back
+(``to_json``/``from_json``), because payloads cross process boundaries as JSON
+and never as pickle: a shared store must not be a way to run code.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "Job",
+    "Outcome",
+    "Snapshot",
+    "State",
+    "Status",
+    "Update",
+    "new_job_id",
+    "is_job_id",
+]
+
+_ID_BYTES = 18  # 144 random bits: unguessable, and 24 URL-safe characters
+
+
+def new_job_id() -> str:
+    """A fresh opaque job id: random, URL-safe, never a pid or a counter."""
+    return secrets.token_urlsafe(_ID_BYTES)
+
+
+def is_job_id(value: object) -> bool:
+    """Whether ``value`` has the shape of an id from :func:`new_job_id`.
+
+    Backends use it to refuse forged handles before touching their store.
+    """
+    return isinstance(value, str) and len(value) == 24 and all(c.isalnum() or c in "-_" for c in value)
+
+
+class State(str, enum.Enum):
+    """Where a job is in its life. The last four are terminal or unknown."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"
+
+    @property
+    def active(self) -> bool:
+        """Queued or running: the browser should keep polling."""
+        return self in (State.QUEUED, State.RUNNING)
+
+    @property
+    def terminal(self) -> bool:
+        return self in (State.SUCCEEDED, State.FAILED, State.CANCELLED)
+
+
+@dataclass
+class Job:
+    """What a backend queues: everything a worker needs to run one callback.
+
+    ``callback`` is Dash's key for the decorated function; a worker that
+    imported the app module knows the function under the same key.
+    """
+
+    callback: str
+    args: Any
+    context: dict[str, Any] = field(default_factory=dict)
+    cache_key: str = ""
+    progress: bool = False
+    #: Seconds after which the job is stopped and reported as an error.
+    timeout: float | None = None
+    #: Keep the result under ``cache_key`` for reuse (Dash's ``cache_by``).
+    cache: bool = False
+    #: Seconds a cached result stays reusable; ``None`` keeps it until cleanup.
+    cache_expire: float | None = None
+    submitted_at: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Job:
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+
+OutcomeKind = Literal["value", "no_update", "error", "cancelled"]
+
+
+@dataclass
+class Outcome:
+    """How a job ended: a value, no_update (PreventUpdate), an error, or cancelled.
+
+    ``value`` is JSON-compatible; ``error`` is ``{"msg": str, "tb": str}``.
+    """
+
+    kind: OutcomeKind
+    value: Any = None
+    error: dict[str, str] | None = None
+
+    @classmethod
+    def of_value(cls, value: Any) -> Outcome:
+        return cls("value", value)
+
+    @classmethod
+    def no_update(cls) -> Outcome:
+        return cls("no_update")
+
+    @classmethod
+    def failure(cls, msg: str, tb: str = "") -> Outcome:
+        return cls("error", error={"msg": msg, "tb": tb})
+
+    @classmethod
+    def cancelled(cls) -> Outcome:
+        return cls("cancelled")
+
+    @property
+    def state(self) -> State:
+        """The terminal state a job with this outcome ends in."""
+        return {
+            "value": State.SUCCEEDED,
+            "no_update": State.SUCCEEDED,
+            "error": State.FAILED,
+            "cancelled": State.CANCELLED,
+        }[self.kind]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Outcome:
+        return cls(data["kind"], data.get("value"), data.get("error"))
+
+
+@dataclass
+class Status:
+    """A job's state, its place in the queue, and when things happened."""
+
+    state: State
+    #: 0-based place in the queue while queued (0 = next to start), else None.
+    position: int | None = None
+    submitted_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @classmethod
+    def unknown(cls) -> Status:
+        return cls(State.UNKNOWN)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = self.state.value
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Status:
+        return cls(
+            State(data["state"]),
+            data.get("position"),
+            data.get("submitted_at"),
+            data.get("started_at"),
+            data.get("finished_at"),
+        )
+
+
+#: One progress or set_props update, in the order the callback made it:
+#: ``{"type": "progress", "value": [...]}`` or
+#: ``{"type": "props", "id": "<component id>", "props": {...}}``.
+Update = dict[str, Any]
+
+
+def progress_update(value: list[Any]) -> Update:
+    return {"type": "progress", "value": value}
+
+
+def props_update(component_id: str, props: dict[str, Any]) -> Update:
+    return {"type": "props", "id": component_id, "props": props}
+
+
+@dataclass
+class Snapshot:
+    """Everything one browser poll needs, read from the store at once."""
+
+    status: Status
+    #: Updates not delivered before, oldest first; reading them delivers them.
+    updates: list[Update] = field(default_factory=list)
+    #: The outcome once the job has ended, else None.
+    outcome: Outcome | None = None
+
+    @property
+    def latest_progress(self) -> list[Any] | None:
+        for update in reversed(self.updates):
+            if update.get("type") == "progress":
+                return update["value"]
+        return None
+
+    @property
+    def props(self) -> dict[str, dict[str, Any]]:
+        """set_props updates merged in order: later values of a prop win."""
+        merged: dict[str, dict[str, Any]] = {}
+        for update in self.updates:
+            if update.get("type") == "props":
+                merged.setdefault(update["id"], {}).update(update["props"])
+        return merged

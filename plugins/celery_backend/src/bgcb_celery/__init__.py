@@ -1,0 +1,1 @@
+"""bgcb-celery (in progress)."""

@@ -1,0 +1,1 @@
+"""bgcb-diskcache (in progress)."""

@@ -1,0 +1,7 @@
+"""bgcb-testing: the in-process backend, pytest fixtures and the conformance kit."""
+
+from .backend import TestingBackend
+from .client import DashClient, Run
+
+__all__ = ["DashClient", "Run", "TestingBackend"]
+__version__ = "0.1.0"

@@ -1,0 +1,287 @@
+"""One Dash app with every background-callback feature, for the integration
+suite. Workers import this module too (``bgcb worker feature_app``), so it
+builds its managers at import time from ``$BGCB_BACKEND``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import dash
+from dash import MATCH, Dash, Input, Output, State, callback_context, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+import bgcb
+
+manager = bgcb.manager()
+cached_manager = bgcb.manager(cache_by=[lambda: "v1"], expire=60)
+timeout_manager = bgcb.manager(timeout=1.0)
+keep_manager = bgcb.manager(on_retrigger="keep")
+
+app = Dash(__name__, background_callback_manager=manager)
+server = app.server
+
+
+@server.errorhandler(Exception)
+def _show_error(exc):
+    """Answer callback errors with their text, as Dash's debug mode shows them."""
+    return f"{type(exc).__name__}: {exc}", 500
+
+
+app.layout = html.Div(
+    [
+        html.Button("simple", id="simple-btn"),
+        html.Div(id="simple-out"),
+        html.Button("progress", id="prog-btn"),
+        html.Button("cancel", id="prog-cancel"),
+        html.Progress(id="prog-bar"),
+        html.Div(id="prog-out"),
+        html.Button("props", id="props-btn"),
+        html.Div(id="props-out"),
+        html.Div(id="props-a"),
+        html.Div(id="props-b"),
+        html.Button("cache", id="cache-btn"),
+        dcc.Input(id="cache-in"),
+        dcc.Input(id="cache-ignored"),
+        html.Div(id="cache-out"),
+        html.Button("error", id="err-btn"),
+        html.Div(id="err-out"),
+        html.Button("handled", id="handled-btn"),
+        html.Div(id="handled-out"),
+        html.Button("prevent", id="prevent-btn"),
+        html.Div(id="prevent-out"),
+        html.Button("multi", id="multi-btn"),
+        html.Div(id="multi-a"),
+        html.Div(id="multi-b"),
+        html.Button("pm", id={"type": "pm-btn", "index": 1}),
+        html.Div(id={"type": "pm-out", "index": 1}),
+        html.Button("async", id="async-btn"),
+        html.Div(id="async-out"),
+        html.Button("ctx", id="ctx-btn"),
+        dcc.Input(id="ctx-state", value="st"),
+        html.Div(id="ctx-out"),
+        html.Button("bad", id="bad-btn"),
+        html.Div(id="bad-out"),
+        html.Button("slow", id="slow-btn"),
+        html.Div(id="slow-out"),
+        html.Button("timeout", id="timeout-btn"),
+        html.Div(id="timeout-out"),
+        html.Button("keep", id="keep-btn"),
+        html.Div(id="keep-out"),
+        html.Button("echo", id="echo-btn"),
+        dcc.Input(id="echo-in"),
+        html.Div(id="echo-out"),
+    ]
+)
+
+
+@dash.callback(
+    Output("simple-out", "children"),
+    Input("simple-btn", "n_clicks"),
+    background=True,
+    running=[(Output("simple-btn", "disabled"), True, False)],
+    prevent_initial_call=True,
+)
+def simple(n_clicks):
+    return f"done {n_clicks}"
+
+
+@dash.callback(
+    Output("prog-out", "children"),
+    Input("prog-btn", "n_clicks"),
+    background=True,
+    progress=[Output("prog-bar", "value"), Output("prog-bar", "max")],
+    progress_default=["0", "10"],
+    cancel=[Input("prog-cancel", "n_clicks")],
+    running=[(Output("prog-btn", "disabled"), True, False)],
+    interval=100,
+    prevent_initial_call=True,
+)
+def with_progress(set_progress, n_clicks):
+    steps = int(n_clicks or 1)
+    for i in range(1, steps + 1):
+        set_progress((str(i), str(steps)))
+        time.sleep(0.15)
+    return f"progressed {steps}"
+
+
+@dash.callback(
+    Output("props-out", "children"),
+    Input("props-btn", "n_clicks"),
+    background=True,
+    prevent_initial_call=True,
+)
+def with_set_props(n_clicks):
+    dash.set_props("props-a", {"children": "a1"})
+    dash.set_props("props-b", {"children": "b1"})
+    dash.set_props("props-a", {"title": "t1"})
+    return "props done"
+
+
+@dash.callback(
+    Output("cache-out", "children"),
+    Input("cache-btn", "n_clicks"),
+    State("cache-in", "value"),
+    State("cache-ignored", "value"),
+    background=True,
+    manager=cached_manager,
+    cache_args_to_ignore=[0, 2],
+    prevent_initial_call=True,
+)
+def cached(n_clicks, value, ignored):
+    return f"{value}:{uuid.uuid4().hex}"
+
+
+@dash.callback(
+    Output("err-out", "children"),
+    Input("err-btn", "n_clicks"),
+    background=True,
+    prevent_initial_call=True,
+)
+def failing(n_clicks):
+    raise ValueError("boom from the worker")
+
+
+def _on_error(err):
+    return f"handled: {err}"
+
+
+@dash.callback(
+    Output("handled-out", "children"),
+    Input("handled-btn", "n_clicks"),
+    background=True,
+    on_error=_on_error,
+    prevent_initial_call=True,
+)
+def failing_handled(n_clicks):
+    raise RuntimeError("handled boom")
+
+
+@dash.callback(
+    Output("prevent-out", "children"),
+    Input("prevent-btn", "n_clicks"),
+    background=True,
+    prevent_initial_call=True,
+)
+def preventing(n_clicks):
+    raise PreventUpdate
+
+
+@dash.callback(
+    Output("multi-a", "children"),
+    Output("multi-b", "children"),
+    Input("multi-btn", "n_clicks"),
+    background=True,
+    prevent_initial_call=True,
+)
+def multi(n_clicks):
+    return f"a{n_clicks}", no_update
+
+
+@dash.callback(
+    Output({"type": "pm-out", "index": MATCH}, "children"),
+    Input({"type": "pm-btn", "index": MATCH}, "n_clicks"),
+    background=True,
+    prevent_initial_call=True,
+)
+def pattern(n_clicks):
+    return f"pm {callback_context.triggered_id['index']} {n_clicks}"
+
+
+@dash.callback(
+    Output("async-out", "children"),
+    Input("async-btn", "n_clicks"),
+    background=True,
+    prevent_initial_call=True,
+)
+async def asynchronous(n_clicks):
+    await asyncio.sleep(0.05)
+    return f"async {n_clicks}"
+
+
+@dash.callback(
+    Output("ctx-out", "children"),
+    Input("ctx-btn", "n_clicks"),
+    State("ctx-state", "value"),
+    background=True,
+    prevent_initial_call=True,
+)
+def context(n_clicks, state):
+    ctx = callback_context
+    return {
+        "triggered_id": ctx.triggered_id,
+        "inputs": ctx.inputs,
+        "states": ctx.states,
+        "header": (ctx.headers or {}).get("X-Bgcb-Test"),
+        "cookie": (ctx.cookies or {}).get("bgcb"),
+        "path": ctx.args if isinstance(ctx.args, dict) else None,
+    }
+
+
+@dash.callback(
+    Output("bad-out", "children"),
+    Input("bad-btn", "n_clicks"),
+    background=True,
+    prevent_initial_call=True,
+)
+def unserialisable(n_clicks):
+    return object()
+
+
+@dash.callback(
+    Output("slow-out", "children"),
+    Input("slow-btn", "n_clicks"),
+    background=True,
+    progress=[Output("slow-out", "title")],
+    cancel=[Input("prog-cancel", "n_clicks")],
+    prevent_initial_call=True,
+)
+def slow(set_progress, n_clicks):
+    for i in range(200):
+        set_progress(str(i))
+        time.sleep(0.05)
+    return "slow finished"
+
+
+@dash.callback(
+    Output("timeout-out", "children"),
+    Input("timeout-btn", "n_clicks"),
+    background=True,
+    manager=timeout_manager,
+    progress=[Output("timeout-out", "title")],
+    prevent_initial_call=True,
+)
+def too_slow(set_progress, n_clicks):
+    for i in range(100):
+        set_progress(str(i))
+        time.sleep(0.1)
+    return "should have timed out"
+
+
+@dash.callback(
+    Output("keep-out", "children"),
+    Input("keep-btn", "n_clicks"),
+    background=True,
+    manager=keep_manager,
+    prevent_initial_call=True,
+)
+def kept(n_clicks):
+    time.sleep(0.5)
+    return f"kept {n_clicks}"
+
+
+@dash.callback(
+    Output("echo-out", "children"),
+    Input("echo-btn", "n_clicks"),
+    State("echo-in", "value"),
+    background=True,
+    prevent_initial_call=True,
+)
+def echo(n_clicks, value):
+    time.sleep(0.2)
+    return f"echo {value} {uuid.uuid4().hex}"
+
+
+if __name__ == "__main__":
+    app.run(debug=False)

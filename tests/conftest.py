@@ -1,0 +1,54 @@
+"""Shared fixtures: the feature app served over real HTTP."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+APPS = Path(__file__).parent / "apps"
+sys.path.insert(0, str(APPS))
+os.environ.setdefault("BGCB_BACKEND", "testing")
+# Workers started by a backend import the app from here too.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(APPS), os.environ.get("PYTHONPATH")]))
+
+
+class LiveServer:
+    """A Dash app served by werkzeug in a thread, on a free loopback port."""
+
+    def __init__(self, app) -> None:
+        from werkzeug.serving import make_server
+
+        self.httpd = make_server("127.0.0.1", 0, app.server, threaded=True)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.thread.join(5)
+
+
+@pytest.fixture(scope="session")
+def feature_app():
+    import feature_app
+
+    return feature_app
+
+
+@pytest.fixture(scope="session")
+def live_server(feature_app) -> Iterator[LiveServer]:
+    server = LiveServer(feature_app.app)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(live_server):
+    from bgcb_testing import DashClient
+
+    return DashClient.http(live_server.url).load()
