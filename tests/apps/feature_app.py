@@ -215,7 +215,7 @@ def context(n_clicks, state):
         "states": ctx.states,
         "header": (ctx.headers or {}).get("X-Bgcb-Test"),
         "cookie": (ctx.cookies or {}).get("bgcb"),
-        "path": ctx.args if isinstance(ctx.args, dict) else None,
+        "path": ctx.path,
     }
 
 

@@ -110,12 +110,16 @@ def test_async_callback(client: DashClient) -> None:
     assert run.output("async-out", "children") == "async 7"
 
 
-def test_callback_context_in_worker(client: DashClient) -> None:
+def test_callback_context_in_worker(live_server) -> None:
+    client = DashClient.http(live_server.url, headers={"X-Bgcb-Test": "hdr", "Cookie": "bgcb=cookie-value"}).load()
     run = client.run([("ctx-out", "children")], [("ctx-btn", "n_clicks", 1)], [("ctx-state", "value", "st")])
     value = run.output("ctx-out", "children")
     assert value["triggered_id"] == "ctx-btn"
     assert value["inputs"] == {"ctx-btn.n_clicks": 1}
     assert value["states"] == {"ctx-state.value": "st"}
+    assert value["header"] == "hdr"
+    assert value["cookie"] == "cookie-value"
+    assert value["path"].startswith("/_dash-update-component")
 
 
 def test_unserialisable_result_is_a_clear_error(client: DashClient) -> None:

@@ -85,8 +85,10 @@ class DashClient:
     # -- transports --------------------------------------------------------------
 
     @classmethod
-    def http(cls, base_url: str, timeout: float = 30.0) -> DashClient:
+    def http(cls, base_url: str, timeout: float = 30.0, headers: dict[str, str] | None = None) -> DashClient:
+        """A client on a live server; ``headers`` go with every request."""
         base = base_url.rstrip("/")
+        extra = dict(headers or {})
 
         def send(req: urllib.request.Request) -> Response:
             try:
@@ -98,11 +100,11 @@ class DashClient:
                 return Response(err.code, _maybe_json(text), text)
 
         def get(path: str) -> Response:
-            return send(urllib.request.Request(base + path))
+            return send(urllib.request.Request(base + path, headers=extra))
 
         def post(path: str, body: dict[str, Any]) -> Response:
             data = json.dumps(body).encode()
-            return send(urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"}))
+            return send(urllib.request.Request(base + path, data=data, headers={**extra, "Content-Type": "application/json"}))
 
         return cls(get, post)
 
