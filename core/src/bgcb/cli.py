@@ -29,6 +29,9 @@ def _backends(args: argparse.Namespace) -> int:
     if chosen and chosen not in found:
         print(f"selected backend '{chosen}' is not installed: pip install bgcb-{chosen}")
         return 1
+    if chosen is None:
+        print(f"no backend selected and '{provider.DEFAULT_BACKEND}' is not installed: set {provider.ENV_BACKEND}=<name>")
+        return 1
     print(f"(* selected: {chosen}; choose with {provider.ENV_BACKEND}=<name>)")
     return 0
 
