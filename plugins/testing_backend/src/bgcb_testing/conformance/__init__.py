@@ -19,7 +19,7 @@ module (:data:`APP_MODULE`), e.g. through ``app_option`` or ``spawn_workers``.
 from __future__ import annotations
 
 from .callbacks import APP_MODULE
-from .kit import Kit, KitConfig, KillWorker, kill_pid, open_backend
+from .kit import KillWorker, Kit, KitConfig, kill_pid, open_backend
 from .suite import BackendConformance
 
 __all__ = ["APP_MODULE", "BackendConformance", "Kit", "KitConfig", "KillWorker", "kill_pid", "open_backend"]

@@ -29,6 +29,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("backend", metavar="NAME", help="entry-point name in the group bgcb.backends")
     parser.add_argument("-o", "--option", type=_option, action="append", default=[], help="backend option KEY=VALUE (JSON)")
+    parser.add_argument(
+        "-w", "--worker-option", type=_option, action="append", default=[], help="option for spawned workers only"
+    )
     parser.add_argument("--workers", type=int, help="concurrency bound the backend promises (default: its workers option)")
     parser.add_argument("--no-fifo", action="store_true", help="the backend does not promise FIFO order")
     parser.add_argument("--app-option", help="backend option that names the module workers import")
@@ -47,13 +50,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "FIFO": "0" if args.no_fifo else "1",
         "APP_OPTION": args.app_option or "",
         "SPAWN_WORKERS": str(args.spawn_workers),
+        "WORKER_OPTIONS": json.dumps(dict(args.worker_option)),
         "KILL_WORKER": args.kill_worker or "",
     }
     os.environ.update({ENV_PREFIX + k: v for k, v in env.items()})
     import pytest
 
     return int(
-        pytest.main(["--pyargs", "bgcb_testing.conformance", "--bgcb-backend", args.backend, "-p", "no:cacheprovider", *extra])
+        pytest.main(["--pyargs", "bgcb_testing.conformance", "--bgcb-backend", args.backend, "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning", *extra])
     )
 
 

@@ -35,6 +35,10 @@ def kill_pid(backend: Backend, job_id: str, pid: int) -> None:
     if pid == os.getpid():
         raise RuntimeError("the job runs in the test process itself: there is no worker process to kill")
     os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+    try:  # reap it when it is our own child (a spawned worker), or it lingers as a zombie that looks alive
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 @dataclass
@@ -57,6 +61,8 @@ class KitConfig:
     fifo: bool = True
     app_option: str | None = None
     spawn_workers: int = 0
+    #: Options for spawned workers only, over ``options`` (e.g. ``workers=0`` here, 2 there).
+    worker_options: dict[str, Any] = field(default_factory=dict)
     kill_worker: KillWorker | None = None
     #: Seconds any kit job may take to end (queueing and worker start-up included).
     job_timeout: float = 20.0
@@ -82,8 +88,9 @@ class KitConfig:
 
         name = backend or get("BACKEND") or env.get("BGCB_BACKEND", "").strip() or "testing"
         options = json.loads(get("OPTIONS") or "{}")
-        if not isinstance(options, dict):
-            raise ValueError(f"{ENV_PREFIX}OPTIONS must be a JSON object, got {options!r}")
+        worker_options = json.loads(get("WORKER_OPTIONS") or "{}")
+        if not isinstance(options, dict) or not isinstance(worker_options, dict):
+            raise ValueError(f"{ENV_PREFIX}OPTIONS and {ENV_PREFIX}WORKER_OPTIONS must be JSON objects")
         kill = get("KILL_WORKER")
         config = cls(
             backend=name,
@@ -92,6 +99,7 @@ class KitConfig:
             fifo=(get("FIFO") or "1").lower() not in ("0", "false", "no"),
             app_option=get("APP_OPTION"),
             spawn_workers=int(get("SPAWN_WORKERS") or 0),
+            worker_options=worker_options,
             kill_worker=_resolve_kill(kill) if kill else None,
         )
         for attr in ("job_timeout", "stop_timeout", "crash_timeout"):
@@ -124,10 +132,12 @@ class Workers:
         self.procs: list[subprocess.Popen[bytes]] = []
         env = dict(os.environ)
         prefix = f"BGCB_{config.backend.upper().replace('-', '_')}_"
-        for option, value in config.load_options().items():
+        for option, value in {**config.load_options(), **config.worker_options}.items():
             env[prefix + option.upper()] = value if isinstance(value, str) else json.dumps(value)
         for _ in range(config.spawn_workers):
-            cmd = [sys.executable, "-m", "bgcb.cli", "--backend", config.backend, "worker", callbacks.APP_MODULE]
+            # import the callbacks before the CLI loads the backend, so no job is taken before they are registered
+            code = f"import {callbacks.APP_MODULE}, sys; from bgcb.cli import main; sys.exit(main(sys.argv[1:]))"
+            cmd = [sys.executable, "-c", code, "--backend", config.backend, "worker", callbacks.APP_MODULE]
             self.procs.append(subprocess.Popen(cmd, env=env))
 
     def stop(self) -> None:

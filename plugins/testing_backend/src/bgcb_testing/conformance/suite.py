@@ -32,7 +32,7 @@ from bgcb.jobs import Job, Outcome, State, Status, is_job_id, new_job_id
 from bgcb.provider import Backend, installed, missing_hooks
 
 from . import callbacks
-from .kit import Kit, KitConfig, KillWorker, Workers, open_backend
+from .kit import KillWorker, Kit, KitConfig, Workers, open_backend
 
 _ORDER = [State.QUEUED, State.RUNNING, State.SUCCEEDED]
 _JSON_SCALARS = (str, int, float, bool, type(None))
@@ -57,13 +57,17 @@ def _non_json(value: Any, where: str = "") -> str | None:
     return None if isinstance(value, _JSON_SCALARS) else f"{where} ({type(value).__name__})"
 
 
+def _first_difference(got: list[Any], expected: list[Any]) -> int:
+    return next((i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b), min(len(got), len(expected)))
+
+
 class BackendConformance:
     """The contract of :mod:`bgcb.hookspecs`, checked against one backend.
 
     Class attributes configure the run (see :class:`~.kit.KitConfig` for each):
     ``backend``, ``options``, ``plugin`` (a factory used instead of the entry
     point, e.g. before the distribution is installed), ``workers``, ``fifo``,
-    ``app_option``, ``spawn_workers``, ``kill_worker``, and the timeouts.
+    ``app_option``, ``spawn_workers``, ``worker_options``, ``kill_worker``, and the timeouts.
     Override :meth:`conformance_config` to compute them instead.
     """
 
@@ -74,6 +78,7 @@ class BackendConformance:
     fifo: ClassVar[bool] = True
     app_option: ClassVar[str | None] = None
     spawn_workers: ClassVar[int] = 0
+    worker_options: ClassVar[dict[str, Any]] = {}
     kill_worker: ClassVar[KillWorker | None] = None
     job_timeout: ClassVar[float] = 20.0
     stop_timeout: ClassVar[float] = 10.0
@@ -94,6 +99,7 @@ class BackendConformance:
             fifo=self.fifo,
             app_option=self.app_option,
             spawn_workers=self.spawn_workers,
+            worker_options=dict(self.worker_options),
             kill_worker=kill,
             job_timeout=self.job_timeout,
             stop_timeout=self.stop_timeout,
@@ -339,7 +345,7 @@ class BackendConformance:
             expected.append({"type": "props", "id": f"{callbacks.PREFIX}b", "props": {"title": f"b{i}", "hidden": i % 2 == 0}})
         assert updates == expected, (
             f"got {len(updates)} updates, expected {len(expected)}; first difference at "
-            f"{next((i for i, (a, b) in enumerate(zip(updates, expected)) if a != b), min(len(updates), len(expected)))}: "
+            f"{_first_difference(updates, expected)}: "
             "progress and set_props updates are kept in one list, in the order the callback made them, each "
             "delivered once; several set_props between two polls must all arrive (see hookspecs.Channel.set_props)."
         )
