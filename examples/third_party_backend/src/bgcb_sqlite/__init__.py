@@ -1,10 +1,5 @@
-"""bgcb-sqlite: Dash background callbacks on one SQLite file and worker threads.
-
-The queue, the job records, progress updates and the cache live in SQLite, so
-web processes and ``bgcb worker`` processes on one machine share them through
-the file. Everything stored is JSON. A job whose worker process died is found
-out when its status is read and reported as failed.
-"""
+"""bgcb-sqlite: Dash background callbacks on one SQLite file (shared by the web and
+``bgcb worker`` processes of one machine) and worker threads; everything stored is JSON."""
 
 from __future__ import annotations
 
@@ -21,16 +16,15 @@ from bgcb import hookimpl
 from bgcb.jobs import Job, Outcome, State, Status, Update, is_job_id, new_job_id, progress_update, props_update
 from bgcb.runner import run, timeout_outcome
 
-__version__ = "0.1.0"
-
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE, job TEXT, state TEXT,
-    submitted REAL, started REAL, finished REAL, pid INTEGER, outcome TEXT, delivered INTEGER DEFAULT 0);
+CREATE TABLE IF NOT EXISTS jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE, job TEXT, state TEXT DEFAULT 'queued',
+    submitted REAL, started REAL, finished REAL, pid INTEGER, outcome TEXT);
 CREATE TABLE IF NOT EXISTS updates (n INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT, body TEXT);
 CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, outcome TEXT, expires REAL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB);
 """
 ACTIVE = ("queued", "running")
+ADD_UPDATE = "INSERT INTO updates (job, body) VALUES (?, ?)"
 
 
 def _alive(pid: int) -> bool:
@@ -38,8 +32,6 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
     return True
 
 
@@ -47,23 +39,18 @@ class _Channel:
     def __init__(self, backend: SqliteBackend, job_id: str) -> None:
         self.backend, self.job_id = backend, job_id
 
-    def _add(self, update: Update) -> None:
-        self.backend._sql("INSERT INTO updates (job, body) VALUES (?, ?)", self.job_id, json.dumps(update))
-
     def progress(self, value: list[Any]) -> None:
-        self._add(progress_update(value))
+        self.backend._sql(ADD_UPDATE, self.job_id, json.dumps(progress_update(value)))
 
     def set_props(self, component_id: str, props: dict[str, Any]) -> None:
-        self._add(props_update(component_id, props))
+        self.backend._sql(ADD_UPDATE, self.job_id, json.dumps(props_update(component_id, props)))
 
     def cancelled(self) -> bool:
         return self.backend._sql("SELECT state FROM jobs WHERE id = ?", self.job_id)[0][0] != "running"
 
 
 class SqliteBackend:
-    """The ``sqlite`` backend. Options: ``path`` (the database file; a fresh
-    temporary one when empty), ``workers`` (threads in this process),
-    ``result_ttl`` (seconds a finished job is kept)."""
+    """Options: ``path`` (database file; a temporary one if empty), ``workers`` (threads), ``result_ttl`` (s)."""
 
     @hookimpl
     def bgcb_options(self) -> dict[str, Any]:
@@ -72,13 +59,12 @@ class SqliteBackend:
     @hookimpl
     def bgcb_configure(self, options: dict[str, Any], hook: Any) -> None:
         self.path = options["path"] or os.path.join(tempfile.mkdtemp(prefix="bgcb-sqlite-"), "jobs.db")
-        self.ttl, self.hook = float(options["result_ttl"]), hook
+        self.ttl, self.hook, self.workers, self.threads = float(options["result_ttl"]), hook, int(options["workers"]), []
         self.local, self.stop, self.lock = threading.local(), threading.Event(), threading.Lock()
         self._db().executescript(SCHEMA)
-        self.workers, self.threads = int(options["workers"]), []
 
+    # Threads start at the first job (or in `bgcb worker`): by then the app's callbacks are registered.
     def _start(self) -> None:
-        """Start the threads at the first job (or in ``bgcb worker``): by then the app is imported."""
         with self.lock:
             while len(self.threads) < self.workers:
                 self.threads.append(threading.Thread(target=self._work, daemon=True))
@@ -96,22 +82,14 @@ class SqliteBackend:
         return self._db().execute(query, args).fetchall()
 
     def _tx(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        """Run ``fn`` in one write transaction (SQLite serialises writers)."""
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(db)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-        return result
+        with self._db() as db:  # one write transaction (SQLite serialises writers); commits or rolls back
+            db.execute("BEGIN IMMEDIATE")
+            return fn(db)
 
-    def _end(self, db: sqlite3.Connection, job_id: str, outcome: Outcome, from_states: tuple[str, ...]) -> bool:
-        marks = ",".join("?" * len(from_states))
+    def _end(self, db: sqlite3.Connection, job_id: str, outcome: Outcome, states: tuple[str, ...]) -> bool:
         cur = db.execute(
-            f"UPDATE jobs SET state = ?, outcome = ?, finished = ? WHERE id = ? AND state IN ({marks})",
-            (outcome.state.value, json.dumps(outcome.to_json()), time.time(), job_id, *from_states),
+            f"UPDATE jobs SET state = ?, outcome = ?, finished = ? WHERE id = ? AND state IN ({','.join('?' * len(states))})",
+            (outcome.state.value, json.dumps(outcome.to_json()), time.time(), job_id, *states),
         )
         return cur.rowcount == 1
 
@@ -121,18 +99,16 @@ class SqliteBackend:
         row = db.execute("SELECT id, job FROM jobs WHERE state = 'queued' ORDER BY seq LIMIT 1").fetchone()
         if row:
             db.execute("UPDATE jobs SET state = 'running', started = ?, pid = ? WHERE id = ?", (time.time(), os.getpid(), row[0]))
-            return row[0], Job.from_json(json.loads(row[1]))
-        return None
+        return row and (row[0], Job.from_json(json.loads(row[1])))
 
     def _work(self) -> None:
         while not self.stop.is_set():
             claimed = self._tx(self._claim)
             if claimed is None:
                 self.stop.wait(0.02)
-                continue
-            job_id, job = claimed
-            outcome = run(job, _Channel(self, job_id), self.hook, job_id)
-            self._tx(lambda db, o=outcome, i=job_id, j=job: self._store(db, i, j, o))
+            else:
+                outcome = run(claimed[1], _Channel(self, claimed[0]), self.hook, claimed[0])
+                self._tx(lambda db, c=claimed, o=outcome: self._store(db, *c, o))
 
     def _store(self, db: sqlite3.Connection, job_id: str, job: Job, outcome: Outcome) -> None:
         if self._end(db, job_id, outcome, ("running",)) and job.cache and outcome.kind in ("value", "no_update"):
@@ -142,8 +118,7 @@ class SqliteBackend:
     @hookimpl
     def bgcb_run_worker(self, app_module: str, options: dict[str, Any]) -> bool:
         self._start()
-        while not self.stop.wait(1):
-            pass
+        self.stop.wait()  # until bgcb_close, or Ctrl-C
         return True
 
     @hookimpl
@@ -159,11 +134,11 @@ class SqliteBackend:
         job_id, now = new_job_id(), time.time()
         self._start()
         self._sql("DELETE FROM jobs WHERE finished < ?", now - self.ttl)
-        self._sql("INSERT INTO jobs (id, job, state, submitted) VALUES (?, ?, 'queued', ?)", job_id, json.dumps(job.to_json()), now)
+        self._sql("INSERT INTO jobs (id, job, submitted) VALUES (?, ?, ?)", job_id, json.dumps(job.to_json()), now)
         return job_id
 
+    # The job's row, after failing it if it timed out or its worker process died.
     def _check(self, db: sqlite3.Connection, job_id: str) -> tuple[Any, ...] | None:
-        """The job's row, after failing it if it timed out or its worker died."""
         row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone() if is_job_id(job_id) else None
         if row and row["state"] == "running":
             timeout = Job.from_json(json.loads(row["job"])).timeout
@@ -185,16 +160,12 @@ class SqliteBackend:
 
     @hookimpl
     def bgcb_progress(self, job_id: str) -> list[Update]:
-        def read(db: sqlite3.Connection) -> list[Update]:
-            rows = db.execute(
-                "SELECT n, body FROM updates WHERE job = ? AND n > (SELECT delivered FROM jobs WHERE id = ?) ORDER BY n",
-                (job_id, job_id),
-            ).fetchall()
-            if rows:
-                db.execute("UPDATE jobs SET delivered = ? WHERE id = ?", (rows[-1][0], job_id))
+        def read(db: sqlite3.Connection) -> list[Update]:  # delivered updates are deleted
+            rows = db.execute("SELECT n, body FROM updates WHERE job = ? ORDER BY n", (job_id,)).fetchall()
+            db.execute("DELETE FROM updates WHERE job = ? AND n <= ?", (job_id, rows[-1][0] if rows else 0))
             return [json.loads(body) for _, body in rows]
 
-        return self._tx(read) if is_job_id(job_id) else []
+        return self._tx(read)
 
     @hookimpl
     def bgcb_result(self, job_id: str) -> Outcome | None:
