@@ -44,7 +44,7 @@ def wait_worker_pid(client, handles: dict, outputs, inputs) -> int:
 
 
 def supervisor_and_workers(served: Served) -> tuple[psutil.Process, list[psutil.Process]]:
-    sups = [p for p in psutil.Process(served.proc.pid).children() if "bgcb_diskcache.pool" in " ".join(p.cmdline())]
+    sups = [p for p in psutil.Process(served.proc.pid).children() if "bgcb_diskcache pool" in " ".join(p.cmdline())]
     assert len(sups) == 1, "exactly one pool process per web process"
     return sups[0], sups[0].children()
 

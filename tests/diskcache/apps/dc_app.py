@@ -36,6 +36,9 @@ def _show_error(exc):
 
 @server.route("/pid")
 def _pid():
+    """This web process's pid, after a short pause so that concurrent
+    requests spread over gunicorn's workers."""
+    time.sleep(0.2)
     return str(os.getpid())
 
 

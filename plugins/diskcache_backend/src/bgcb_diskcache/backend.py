@@ -195,7 +195,7 @@ class DiskcacheBackend:
                 }
                 env = dict(os.environ, **{pool_mod.ENV_IN_POOL: "1"})
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "bgcb_diskcache.pool", json.dumps(config)],
+                    [sys.executable, "-m", "bgcb_diskcache", "pool", json.dumps(config)],
                     env=env,
                     stdin=subprocess.DEVNULL,
                     close_fds=True,

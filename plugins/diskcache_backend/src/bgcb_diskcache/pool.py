@@ -93,6 +93,10 @@ def import_app(app: str) -> None:
     path of a script, run as ``__mp_main__`` so its ``if __name__ ==
     "__main__"`` block (``app.run()``) does not run."""
     if app.endswith(".py") or os.sep in app:
+        # multiprocessing aliases __mp_main__ to __main__ when first imported:
+        # import it now, or the app's own imports would undo the module below.
+        import multiprocessing  # noqa: F401
+
         path = os.path.abspath(app)
         module = types.ModuleType("__mp_main__")
         module.__file__ = path
@@ -378,8 +382,8 @@ def serve(directory: str, workers: int, result_ttl: float, cancel_grace: float, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m bgcb_diskcache.pool CONFIG_JSON``: the pool a web process autostarts."""
-    parser = argparse.ArgumentParser(prog="python -m bgcb_diskcache.pool")
+    """``python -m bgcb_diskcache pool CONFIG_JSON``: the pool a web process autostarts."""
+    parser = argparse.ArgumentParser(prog="python -m bgcb_diskcache pool")
     parser.add_argument("config", help="JSON: directory, workers, result_ttl, cancel_grace, app, parent, sys_path")
     config = json.loads(parser.parse_args(argv).config)
     os.environ[ENV_IN_POOL] = "1"
@@ -394,7 +398,3 @@ def main(argv: list[str] | None = None) -> int:
         config.get("parent"),
     )
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

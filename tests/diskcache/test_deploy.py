@@ -1,0 +1,163 @@
+"""Ways to run the workers: ``bgcb worker APP_MODULE`` beside two gunicorn web
+workers sharing one queue, and apps whose callbacks live in pages modules and
+imported modules."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import psutil
+import pytest
+from conftest import APPS, BIN, env_for, free_port, serve_script, stop_tree, wait_for, wait_http
+
+STAMP = [("stamp-out", "children")]
+
+
+def _pool_cmd(p: psutil.Process) -> bool:
+    try:
+        return "bgcb_diskcache pool" in " ".join(p.cmdline())
+    except psutil.Error:
+        return False
+
+
+@pytest.fixture
+def deployment(tmp_path):
+    """gunicorn with two web workers (autostart off) and one ``bgcb worker``."""
+    if not (BIN / "gunicorn").exists():
+        pytest.skip("gunicorn is not installed in this environment (pip install gunicorn)")
+    env = env_for(tmp_path / "store", BGCB_DISKCACHE_AUTOSTART="0", BGCB_DISKCACHE_DEAD_AFTER="3")
+    procs: dict[str, subprocess.Popen] = {}
+
+    def start_worker() -> subprocess.Popen:
+        procs["worker"] = subprocess.Popen([str(BIN / "bgcb"), "worker", "dc_app"], cwd=APPS, env=env, stdin=subprocess.DEVNULL)
+        return procs["worker"]
+
+    start_worker()
+    port = free_port()
+    procs["web"] = subprocess.Popen(
+        [str(BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "--log-level", "warning", "dc_app:server"],
+        cwd=APPS,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/", procs["web"])
+    yield url, procs, start_worker
+    stop_tree(procs["web"], signal.SIGTERM)
+    stop_tree(procs["worker"], signal.SIGINT)
+
+
+def test_two_gunicorn_workers_share_one_queue_served_by_bgcb_worker(deployment) -> None:
+    from bgcb_testing import DashClient
+
+    url, procs, start_worker = deployment
+    web_pids: set[int] = set()
+
+    def ask_pid() -> None:
+        with urllib.request.urlopen(url + "/pid", timeout=10) as resp:
+            web_pids.add(int(resp.read()))
+
+    def both_answer() -> bool:
+        askers = [threading.Thread(target=ask_pid) for _ in range(4)]
+        for t in askers:
+            t.start()
+        for t in askers:
+            t.join(15)
+        return len(web_pids) == 2
+
+    wait_for(both_answer, 30, "both gunicorn web workers to answer")
+    assert not any(_pool_cmd(p) for p in psutil.Process(procs["web"].pid).children(recursive=True)), "autostart=0: no pool"
+    wait_for(lambda: len(psutil.Process(procs["worker"].pid).children()) == 2, 30, "bgcb worker's two workers")
+    pool_pids = {p.pid for p in psutil.Process(procs["worker"].pid).children()}
+
+    results: list = [None] * 6
+    errors: list = []
+
+    def one(i: int) -> None:
+        try:
+            client = DashClient.http(url).load()
+            run = client.run(STAMP, [("stamp-btn", "n_clicks", i + 1)], [("stamp-in", "value", "0.3")], timeout=60)
+            results[i] = json.loads(run.output("stamp-out", "children"))
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    assert not errors, errors
+    assert sorted(r["n"] for r in results) == [1, 2, 3, 4, 5, 6]
+    assert {r["pid"] for r in results} <= pool_pids, "jobs ran in the bgcb worker's processes"
+
+
+def test_dead_bgcb_worker_fails_running_jobs_and_a_restart_serves_again(deployment) -> None:
+    from bgcb_testing import DashClient
+
+    url, procs, start_worker = deployment
+    client = DashClient.http(url).load()
+    outputs, inputs = [("stubborn-out", "children")], [("stubborn-btn", "n_clicks", 1)]
+    handles = client.start(outputs, inputs)
+
+    def reported() -> bool:
+        body = client.poll(handles, outputs, inputs).body or {}
+        return bool(body.get("sideUpdate"))
+
+    wait_for(reported, 30, "the job to start", interval=0.05)
+    supervisor = psutil.Process(procs["worker"].pid)
+    workers = supervisor.children()
+    supervisor.kill()  # the whole pool dies: its workers follow (parent-death signal)
+    procs["worker"].wait(5)
+    psutil.wait_procs(workers, timeout=5)
+    run = client.run(outputs, inputs, handles=handles, timeout=15, interval=0.2)
+    assert run.final.status == 500
+    assert "worker pool stopped" in run.final.text
+    start_worker()
+    again = client.run(STAMP, [("stamp-btn", "n_clicks", 7)], [("stamp-in", "value", "0")], timeout=60)
+    assert json.loads(again.output("stamp-out", "children"))["n"] == 7
+
+
+def test_callbacks_in_pages_and_imported_modules_run_in_workers(tmp_path) -> None:
+    from bgcb_testing import DashClient
+
+    served = serve_script(APPS / "pagesapp" / "app.py", tmp_path / "store", tmp_path)
+    try:
+        client = DashClient.http(served.url).load()
+        report = client.run([("report-out", "children")], [("report-btn", "n_clicks", 2)], timeout=60)
+        helper = client.run([("helper-out", "children")], [("helper-btn", "n_clicks", 3)], timeout=60)
+        text_r, text_h = report.output("report-out", "children"), helper.output("helper-out", "children")
+        assert text_r.startswith("report 2 in ") and text_h.startswith("helper 3 in ")
+        pool = {p.pid for p in served.pool_processes()}
+        assert {int(text_r.split()[-1]), int(text_h.split()[-1])} <= pool
+        assert served.proc.pid not in pool
+    finally:
+        stop_tree(served.proc)
+
+
+def test_managers_with_other_options_share_one_pool(tmp_path, monkeypatch) -> None:
+    """Two backends on one directory in one process (e.g. per-callback managers
+    with different options) start a single pool, stopped when both close."""
+    from bgcb import provider
+
+    monkeypatch.syspath_prepend(str(APPS))
+    monkeypatch.setenv("DC_LOG", str(tmp_path / "log"))
+    directory = str(tmp_path / "store")
+    first = provider.load("diskcache", fresh=True, directory=directory, workers=1, app="dc_app")
+    second = provider.load("diskcache", fresh=True, directory=directory, workers=2, app="dc_app", result_ttl=60.0)
+    try:
+        me = psutil.Process()
+        pools = [p for p in me.children() if _pool_cmd(p)]
+        assert len(pools) == 1
+        wait_for(lambda: len(pools[0].children()) == 1, 30, "the pool's worker")
+    finally:
+        first.close()
+        assert pools[0].is_running(), "the pool stays while a backend still uses it"
+        second.close()
+    assert not pools[0].is_running() or pools[0].status() == psutil.STATUS_ZOMBIE
+    assert sys.executable and time.time()
