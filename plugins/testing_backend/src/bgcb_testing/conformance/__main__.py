@@ -57,7 +57,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     import pytest
 
     return int(
-        pytest.main(["--pyargs", "bgcb_testing.conformance", "--bgcb-backend", args.backend, "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning", *extra])
+        pytest.main(
+            [
+                "--pyargs",
+                "bgcb_testing.conformance",
+                "--bgcb-backend",
+                args.backend,
+                "-p",
+                "no:cacheprovider",
+                "-W",
+                "ignore::pytest.PytestAssertRewriteWarning",
+                *extra,
+            ]
+        )
     )
 
 

@@ -31,6 +31,10 @@ APP_MODULE = __name__
 PREFIX = "bgcb-kit-"
 
 _KEYS: dict[str, Callable[..., Any]] = {}
+# The kit's callbacks are kept off Dash's global list (which the first app to
+# start would take): only apps made by :func:`attach` serve them.
+_CALLBACK_MAP: dict[str, Any] = {}
+_CALLBACK_LIST: list[Any] = []
 
 
 def _background(name: str, progress: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -40,6 +44,7 @@ def _background(name: str, progress: bool = False) -> Callable[[Callable[..., An
         kwargs: dict[str, Any] = {"background": True, "prevent_initial_call": True}
         if progress:
             kwargs["progress"] = [Output(f"{PREFIX}{name}-progress", "children")]
+        kwargs.update(callback_map=_CALLBACK_MAP, callback_list=_CALLBACK_LIST)
         wrapped = dash.callback(Output(f"{PREFIX}{name}-out", "children"), Input(f"{PREFIX}{name}-in", "value"), **kwargs)(fn)
         _KEYS[name] = fn
         return wrapped
@@ -58,6 +63,13 @@ def key(name: str) -> str:
         if registered is fn or getattr(registered, "__wrapped__", None) is fn:
             return fkey
     raise LookupError(f"kit callback {name!r} is not registered with Dash")
+
+
+def attach(app: dash.Dash) -> dash.Dash:
+    """Serve the kit's callbacks from ``app`` (before its first request)."""
+    app.callback_map.update({k: dict(v) for k, v in _CALLBACK_MAP.items()})
+    app._callback_list.extend(dict(c) for c in _CALLBACK_LIST)
+    return app
 
 
 def names() -> list[str]:

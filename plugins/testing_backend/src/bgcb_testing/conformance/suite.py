@@ -537,9 +537,9 @@ class BackendConformance:
     def test_jobs_listing(self, kit: Kit) -> None:
         if not kit.has_hook("bgcb_jobs"):
             pytest.skip("optional hook bgcb_jobs is not implemented (`bgcb jobs` will say so)")
-        running = kit.sleeper(1.0)
         done = kit.submit("echo", 1)
         kit.value(done)
+        running = kit.sleeper(1.0)
         listing = dict(kit.backend.jobs() or [])
         assert running in listing and listing[running].state.active, (
             f"bgcb_jobs must list active jobs with their Status; job {running} is missing or not active"
@@ -566,7 +566,7 @@ class BackendConformance:
 
         from ..client import DashClient
 
-        app = Dash(__name__, background_callback_manager=DashManager(kit.backend))
+        app = callbacks.attach(Dash(__name__, background_callback_manager=DashManager(kit.backend)))
         app.layout = html.Div(
             [html.Div(id=f"{callbacks.PREFIX}{n}-{part}") for n in ("echo", "progress") for part in ("in", "out", "progress")]
         )
