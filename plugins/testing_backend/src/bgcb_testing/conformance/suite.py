@@ -181,10 +181,10 @@ class BackendConformance:
 
     def test_submit_does_not_run_the_job_in_the_caller(self, kit: Kit) -> None:
         started = time.monotonic()
-        job_id = kit.sleeper(0.6)
+        job_id = kit.sleeper(1.5)
         elapsed = time.monotonic() - started
-        assert elapsed < 0.5, (
-            f"bgcb_submit took {elapsed:.2f} s for a 0.6 s job: it must only queue the job, the caller is a web "
+        assert elapsed < 1.0, (
+            f"bgcb_submit took {elapsed:.2f} s for a 1.5 s job: it must only queue the job, the caller is a web "
             "request (see hookspecs.bgcb_submit)."
         )
         where = kit.value(job_id)["where"]
@@ -207,8 +207,10 @@ class BackendConformance:
             if last.state.terminal or last.state is State.UNKNOWN or time.monotonic() > deadline:
                 break
             time.sleep(0.005)
-        assert State.UNKNOWN not in seen, f"a job the backend just created was reported unknown (states seen: {seen})"
-        assert [s for s in seen if s in _ORDER] == sorted(seen, key=_ORDER.index) and seen[-1] is State.SUCCEEDED, (
+        names = [s.value for s in seen]
+        assert State.UNKNOWN not in seen, f"a job the backend just created was reported unknown (states seen: {names})"
+        assert seen[-1] is State.SUCCEEDED, f"a 0.4 s sleep job must end 'succeeded', states seen: {names}"
+        assert seen == sorted(seen, key=_ORDER.index), (
             f"states seen: {[s.value for s in seen]}; a job goes queued -> running -> succeeded (or failed/cancelled) "
             "and never back (see hookspecs.bgcb_status)."
         )
