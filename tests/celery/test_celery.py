@@ -1,0 +1,241 @@
+"""bgcb-celery with real parts: our own Redis server, Celery prefork workers in
+subprocesses, and Dash apps served over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from harness import LiveServer, rabbitmq_url, start_worker
+
+from bgcb_testing import DashClient
+
+
+def _record(redis_client, job: str, prefix: str = "bgcb"):
+    from bgcb_celery.store import Record
+
+    raw = redis_client.get(f"{prefix}:rec:{job.split('~')[0]}")
+    return Record.decode(raw) if raw else None
+
+
+def _wait(predicate, timeout: float, what: str, step: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+def _running(redis_client, job: str):
+    record = _record(redis_client, job)
+    return record if record is not None and record.state.value == "running" else None
+
+
+def test_simple_job_through_the_generic_task(client: DashClient, worker) -> None:
+    run = client.run([("quick-out", "children")], [("quick-btn", "n_clicks", 4)])
+    assert run.final.status == 200
+    text = run.output("quick-out", "children")
+    assert text.startswith("quick 4 pid ")
+    assert int(text.split()[-1]) in worker.pool_pids(), "the job ran in a pool process of the worker"
+    assert "bgcb.run_job" in worker.output(), "the worker lists the one generic task by its readable name"
+
+
+def test_callback_in_an_imported_module(client: DashClient) -> None:
+    run = client.run([("imported-out", "children")], [("imported-btn", "n_clicks", 2)])
+    assert run.output("imported-out", "children") == "imported 2"
+
+
+def test_unknown_callback_is_a_clear_error(client: DashClient) -> None:
+    run = client.run([("webonly-out", "children")], [("webonly-btn", "n_clicks", 1)], timeout=15)
+    assert run.final.status == 500
+    assert "not registered in this worker" in run.final.text
+    assert "bgcb worker" in run.final.text
+
+
+def test_cancel_running_job_stops_within_one_second(client: DashClient, redis_client, tmp_path: Path) -> None:
+    ticks = tmp_path / "ticks"
+    outputs, inputs, state = [("ticker-out", "children")], [("ticker-btn", "n_clicks", 1)], [("ticker-file", "value", str(ticks))]
+    handles = client.start(outputs, inputs, state)
+    _wait(lambda: ticks.exists() and ticks.read_text().count("\n") >= 3, 15, "the ticker job to run")
+    cancelled_at = time.time()
+    resp = client.cancel(("ticker-cancel", "n_clicks"), handles["job"])
+    assert resp.status in (200, 204)
+    time.sleep(1.0)
+    stamps = [float(line) for line in ticks.read_text().split()]
+    assert max(stamps) < cancelled_at + 1.0, "the job still ran a second after cancel"
+    size = ticks.stat().st_size
+    time.sleep(0.5)
+    assert ticks.stat().st_size == size, "the job kept running after cancel"
+    run = client.run(outputs, inputs, state, handles=handles, timeout=5)
+    assert run.final.status == 204, "a cancelled job ends with no update"
+    assert _record(redis_client, handles["job"]).state.value == "cancelled"
+
+
+def test_cancel_queued_job_never_runs(client: DashClient, cel_app, worker, redis_client, tmp_path: Path) -> None:
+    blockers = []
+    for i in range(2):  # occupy both pool processes
+        ticks = tmp_path / f"block{i}"
+        handles = client.start(
+            [("ticker-out", "children")], [("ticker-btn", "n_clicks", 10 + i)], [("ticker-file", "value", str(ticks))]
+        )
+        blockers.append((handles, ticks))
+    for _handles, ticks in blockers:
+        _wait(lambda t=ticks: t.exists(), 15, "the blocking jobs to run")
+    marker = tmp_path / "marker"
+    outputs, inputs, state = (
+        [("marker-out", "children")],
+        [("marker-btn", "n_clicks", 1)],
+        [("marker-file", "value", str(marker))],
+    )
+    queued = client.start(outputs, inputs, state)
+    job = queued["job"].split("~")[0]
+    status = cel_app.manager.backend.status(job)
+    assert status.state.value == "queued" and status.position == 0, status
+    assert client.cancel(("ticker-cancel", "n_clicks"), queued["job"]).status in (200, 204)
+    for handles, _ in blockers:
+        client.cancel(("ticker-cancel", "n_clicks"), handles["job"])
+    # the pool is free again: a queued job that was not cancelled would run now
+    follow = client.run([("quick-out", "children")], [("quick-btn", "n_clicks", 99)])
+    assert follow.output("quick-out", "children").startswith("quick 99")
+    time.sleep(0.5)
+    assert not marker.exists(), "a job cancelled while queued must never run"
+    assert client.run(outputs, inputs, state, handles=queued, timeout=5).final.status == 204
+    assert cel_app.manager.backend.status(job).state.value == "cancelled"
+
+
+def test_killed_worker_process_is_an_error_within_five_seconds(client: DashClient, redis_client, tmp_path: Path) -> None:
+    ticks = tmp_path / "ticks"
+    outputs, inputs, state = [("ticker-out", "children")], [("ticker-btn", "n_clicks", 3)], [("ticker-file", "value", str(ticks))]
+    handles = client.start(outputs, inputs, state)
+    record = _wait(lambda: _running(redis_client, handles["job"]), 15, "the job to start")
+    pid = int(record.body["worker"].rsplit(":", 1)[1])
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    run = client.run(outputs, inputs, state, handles=handles, interval=0.25, timeout=10)
+    seen = time.monotonic() - killed
+    assert run.final.status == 500
+    assert "stopped without finishing" in run.final.text
+    assert seen <= 5.0, f"the browser saw the error {seen:.1f} s after the kill"
+
+
+def test_timeout_stops_a_job_that_never_yields(client: DashClient) -> None:
+    started = time.monotonic()
+    run = client.run([("hang-out", "children")], [("hang-btn", "n_clicks", 1)], interval=0.2, timeout=15)
+    assert run.final.status == 500
+    assert "timed out" in run.final.text
+    assert time.monotonic() - started < 6
+
+
+def test_callback_in_a_pages_module(redis_server, pages_worker) -> None:
+    import pages_app
+
+    server = LiveServer(pages_app.app)
+    try:
+        client = DashClient.http(server.url).load()
+        run = client.run([("page-out", "children")], [("page-btn", "n_clicks", 5)])
+        assert run.final.status == 200
+        assert run.output("page-out", "children") == "page 5"
+    finally:
+        server.stop()
+
+
+def test_unreachable_redis_is_a_clear_error_and_the_app_keeps_serving() -> None:
+    from dash import Dash, Input, Output, html
+    from harness import free_port
+
+    import bgcb
+
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    manager = bgcb.manager("celery", result_url=url, broker_url=url, prefix="bgcb-down", queue="bgcb-down")
+    app = Dash(__name__, background_callback_manager=manager)
+    app.layout = html.Div([html.Button(id="down-btn"), html.Div(id="down-out")])
+
+    @app.server.errorhandler(Exception)
+    def _show(exc):
+        return f"{type(exc).__name__}: {exc}", 500
+
+    @app.callback(Output("down-out", "children"), Input("down-btn", "n_clicks"), background=True, prevent_initial_call=True)
+    def down(n):
+        return n
+
+    client = DashClient.wsgi(app).load()
+    resp = client.request([("down-out", "children")], [("down-btn", "n_clicks", 1)])
+    assert resp.status == 500
+    assert "cannot reach the Redis job store at " + url in resp.text
+    assert "BGCB_CELERY_RESULT_URL" in resp.text
+    assert client._get("/").status == 200, "the app keeps serving pages"
+    manager.close()
+
+
+def test_redis_restart_with_jobs_queued_and_running(client: DashClient, cel_server, redis_server, redis_client) -> None:
+    outputs = [("stepper-out", "children")]
+    users = [DashClient.http(cel_server.url).load() for _ in range(4)]
+    values = [f"v{i}-{uuid.uuid4().hex[:6]}" for i in range(4)]
+    handles = [
+        u.start(outputs, [("stepper-btn", "n_clicks", 1)], [("stepper-in", "value", v)])
+        for u, v in zip(users, values, strict=True)
+    ]
+    _wait(lambda: _running(redis_client, handles[0]["job"]) and _running(redis_client, handles[1]["job"]), 15, "two jobs running")
+    assert _record(redis_client, handles[3]["job"]) is None, "the last job is still queued"
+
+    during: list = []
+
+    def poll_during_outage() -> None:
+        time.sleep(0.3)
+        during.append(users[0].poll(handles[0], outputs, [("stepper-btn", "n_clicks", 1)], [("stepper-in", "value", values[0])]))
+        during.append(client._get("/"))
+
+    poller = threading.Thread(target=poll_during_outage)
+    poller.start()
+    redis_server.restart(down_for=1.0)
+    poller.join(10)
+    assert during[0].status == 200 and "response" not in (during[0].body or {}), "a poll during the outage keeps the job pending"
+    assert during[1].status == 200, "the app keeps serving while Redis is down"
+
+    results: list = [None] * 4
+
+    def finish(i: int) -> None:
+        run = users[i].run(outputs, [("stepper-btn", "n_clicks", 1)], [("stepper-in", "value", values[i])], handles=handles[i])
+        results[i] = (run.final.status, run.output("stepper-out", "children"))
+
+    threads = [threading.Thread(target=finish, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results == [(200, f"stepper {v}") for v in values]
+
+
+@pytest.fixture(scope="module")
+def rabbit(redis_server):
+    url = rabbitmq_url()
+    if url is None:
+        pytest.skip("RabbitMQ is not reachable on 127.0.0.1:5672 (set BGCB_TEST_AMQP_URL)")
+    queue = f"bgcb-test-{uuid.uuid4().hex[:8]}"
+    os.environ["RABBIT_BROKER_URL"] = url
+    os.environ["RABBIT_QUEUE"] = queue
+    proc = start_worker("rabbit_app", {"RABBIT_BROKER_URL": url, "RABBIT_QUEUE": queue})
+    import rabbit_app
+
+    server = LiveServer(rabbit_app.app)
+    yield server
+    server.stop()
+    proc.stop()
+
+
+def test_rabbitmq_as_broker(rabbit) -> None:
+    client = DashClient.http(rabbit.url).load()
+    run = client.run([("r-out", "children")], [("r-btn", "n_clicks", 3)])
+    assert run.output("r-out", "children") == "rabbit 3"
+    outputs, inputs = [("r-slow-out", "children")], [("r-slow", "n_clicks", 1)]
+    handles = client.start(outputs, inputs)
+    _wait(lambda: client.poll(handles, outputs, inputs).body.get("progress"), 15, "progress over RabbitMQ")
+    client.cancel(("r-cancel", "n_clicks"), handles["job"])
+    assert client.run(outputs, inputs, handles=handles, timeout=5).final.status == 204
