@@ -187,19 +187,26 @@ def worker_loop(directory: str, result_ttl: float, hook: Any, supervisor: int) -
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
     store = Store(directory, result_ttl)
-    fd = os.open(wake_path(directory), os.O_RDWR | os.O_NONBLOCK)  # RDWR: never sees EOF
+    # Linux wakes one blocked reader per byte written to a pipe, so one submit
+    # wakes one idle worker; elsewhere a select() with a timeout lets a worker
+    # also notice that its supervisor has gone. RDWR: the FIFO never reads EOF.
+    blocking = sys.platform.startswith("linux")
+    fd = os.open(wake_path(directory), os.O_RDWR | (0 if blocking else os.O_NONBLOCK))
     pid = os.getpid()
     while True:
-        claimed = store.claim(pid)
+        claimed = store.claim(pid) if store.has_queued() else None
         if claimed is not None:
             job_id, job = claimed
             outcome = run(job, _Channel(store, job_id), hook, job_id)
             store.finish(job_id, job, outcome)
             continue
-        ready, _, _ = select.select([fd], [], [], 1.0)
-        if ready:
-            with contextlib.suppress(BlockingIOError):
-                os.read(fd, 1)
+        if blocking:
+            os.read(fd, 1)
+        else:
+            ready, _, _ = select.select([fd], [], [], 1.0)
+            if ready:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(fd, 1)
         if os.getppid() != supervisor:
             os._exit(0)
 

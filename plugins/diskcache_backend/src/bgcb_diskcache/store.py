@@ -8,11 +8,11 @@ can all write at once.
 
 Keys::
 
-    queue        JSON list of queued job ids, oldest first (FIFO)
-    running      JSON {job_id: {"pid", "started_at", "timeout", "cancel_at"}}
-    r:<id>       the job's record {"status", "updates", "outcome"}; expires
-                 result_ttl seconds after the job ended
-    j:<id>       the job itself (Job.to_json()), deleted when it ends
+    sched        {"queue": [job ids, oldest first (FIFO)],
+                  "running": {job_id: {"pid", "started_at", "timeout", "cancel_at"}}}
+    r:<id>       the job's record {"job", "status", "updates", "outcome"}; the
+                 job is dropped and the record expires result_ttl seconds
+                 after the job ended
     c:<key>      an outcome kept for cache_by reuse, with cache_expire
     secret       Dash 4.4's handle-signing secret (bytes; first writer wins)
     pool         the supervisor's heartbeat {"pid", "beat", "workers"}
@@ -30,8 +30,7 @@ from diskcache.core import MODE_PICKLE, UNKNOWN
 
 from bgcb.jobs import Job, Outcome, Snapshot, State, Status, Update, is_job_id
 
-QUEUE = "queue"
-RUNNING = "running"
+SCHED = "sched"
 SECRET = "secret"
 POOL = "pool"
 
@@ -99,26 +98,29 @@ class Store:
     def _set(self, key: str, value: Any, expire: float | None = None) -> None:
         self.cache.set(key, _dumps(value), expire=expire)
 
-    def _end(self, job_id: str, record: dict[str, Any], outcome: Outcome, running: dict[str, Any]) -> None:
+    def _sched(self) -> dict[str, Any]:
+        return self._get(SCHED) or {"queue": [], "running": {}}
+
+    def _end(self, job_id: str, record: dict[str, Any], outcome: Outcome, sched: dict[str, Any]) -> None:
         """Make ``record`` terminal with ``outcome`` (inside a transaction)."""
         record["outcome"] = outcome.to_json()
+        record["job"] = None
         record["status"]["state"] = outcome.state.value
         record["status"]["position"] = None
         record["status"]["finished_at"] = time.time()
         self._set("r:" + job_id, record, expire=self.result_ttl)
-        self.cache.delete("j:" + job_id)
-        running.pop(job_id, None)
+        sched["running"].pop(job_id, None)
 
     # -- web side --------------------------------------------------------------------
 
     def submit(self, job_id: str, job: Job) -> None:
         status = Status(State.QUEUED, submitted_at=time.time())
+        record = {"job": job.to_json(), "status": status.to_json(), "updates": [], "outcome": None}
         with self.cache.transact(retry=True):
-            self._set("j:" + job_id, job.to_json())
-            self._set("r:" + job_id, {"status": status.to_json(), "updates": [], "outcome": None})
-            queue = self._get(QUEUE, [])
-            queue.append(job_id)
-            self._set(QUEUE, queue)
+            self._set("r:" + job_id, record)
+            sched = self._sched()
+            sched["queue"].append(job_id)
+            self._set(SCHED, sched)
 
     def record(self, job_id: str) -> dict[str, Any] | None:
         if not is_job_id(job_id):
@@ -131,7 +133,7 @@ class Store:
             return Status.unknown()
         status = Status.from_json(record["status"])
         if status.state is State.QUEUED:
-            queue = self._get(QUEUE, [])
+            queue = self._sched()["queue"]
             status.position = queue.index(job_id) if job_id in queue else 0
         return status
 
@@ -149,7 +151,7 @@ class Store:
 
     def poll(self, job_id: str) -> Snapshot:
         """One read for a running or ended job (two while it is queued: the
-        queue, for its position); a second write only when updates wait."""
+        queue, for its position); a write only when updates wait."""
         record = self.record(job_id)
         if record is None:
             return Snapshot(Status.unknown())
@@ -168,18 +170,15 @@ class Store:
             record = self.record(job_id)
             if record is None or not State(record["status"]["state"]).active:
                 return False
-            running = self._get(RUNNING, {})
-            if record["status"]["state"] == State.QUEUED.value:
-                queue = self._get(QUEUE, [])
-                if job_id in queue:
-                    queue.remove(job_id)
-                    self._set(QUEUE, queue)
-            entry = running.get(job_id)
-            self._end(job_id, record, Outcome.cancelled(), running)
+            sched = self._sched()
+            if job_id in sched["queue"]:
+                sched["queue"].remove(job_id)
+            entry = sched["running"].get(job_id)
+            self._end(job_id, record, Outcome.cancelled(), sched)
             if entry is not None:  # still listed, for the supervisor to enforce
                 entry["cancel_at"] = time.time()
-                running[job_id] = entry
-            self._set(RUNNING, running)
+                sched["running"][job_id] = entry
+            self._set(SCHED, sched)
             return True
 
     def fail_if_running(self, job_id: str, outcome: Outcome) -> bool:
@@ -188,9 +187,9 @@ class Store:
             record = self.record(job_id)
             if record is None or record["status"]["state"] != State.RUNNING.value:
                 return False
-            running = self._get(RUNNING, {})
-            self._end(job_id, record, outcome, running)
-            self._set(RUNNING, running)
+            sched = self._sched()
+            self._end(job_id, record, outcome, sched)
+            self._set(SCHED, sched)
             return True
 
     def cached(self, cache_key: str) -> Outcome | None:
@@ -198,17 +197,16 @@ class Store:
         return Outcome.from_json(data) if data else None
 
     def jobs(self) -> list[tuple[str, Status]]:
-        queue = self._get(QUEUE, [])
-        running = self._get(RUNNING, {})
+        sched = self._sched()
         listing: list[tuple[str, Status]] = []
-        for job_id in list(running) + queue:
+        for job_id in list(sched["running"]) + sched["queue"]:
             record = self.record(job_id)
             if record is None:
                 continue
             status = Status.from_json(record["status"])
             if status.state.active:
                 if status.state is State.QUEUED:
-                    status.position = queue.index(job_id)
+                    status.position = sched["queue"].index(job_id)
                 listing.append((job_id, status))
         return listing
 
@@ -223,28 +221,30 @@ class Store:
 
     # -- worker side -----------------------------------------------------------------
 
+    def has_queued(self) -> bool:
+        """A cheap read, so that idle workers woken together do not all take
+        the write lock for nothing."""
+        return bool(self._sched()["queue"])
+
     def claim(self, pid: int) -> tuple[str, Job] | None:
         """Take the oldest queued job and mark it running in worker ``pid``."""
         with self.cache.transact(retry=True):
-            queue = self._get(QUEUE, [])
-            if not queue:
-                return None
+            sched = self._sched()
+            queue = sched["queue"]
             while queue:
                 job_id = queue.pop(0)
                 record = self.record(job_id)
-                job = self._get("j:" + job_id)
-                if record is not None and job is not None and record["status"]["state"] == State.QUEUED.value:
+                if record is not None and record.get("job") and record["status"]["state"] == State.QUEUED.value:
                     break
             else:
-                self._set(QUEUE, queue)
+                self._set(SCHED, sched)
                 return None
-            self._set(QUEUE, queue)
             now = time.time()
+            job = record["job"]
             record["status"].update(state=State.RUNNING.value, position=None, started_at=now)
             self._set("r:" + job_id, record)
-            running = self._get(RUNNING, {})
-            running[job_id] = {"pid": pid, "started_at": now, "timeout": job.get("timeout"), "cancel_at": None}
-            self._set(RUNNING, running)
+            sched["running"][job_id] = {"pid": pid, "started_at": now, "timeout": job.get("timeout"), "cancel_at": None}
+            self._set(SCHED, sched)
             return job_id, Job.from_json(job)
 
     def state(self, job_id: str) -> State:
@@ -265,20 +265,20 @@ class Store:
         except (TypeError, ValueError) as exc:
             outcome = Outcome.failure(f"bgcb-diskcache could not store the outcome as JSON: {exc}")
         with self.cache.transact(retry=True):
-            running = self._get(RUNNING, {})
+            sched = self._sched()
             record = self.record(job_id)
             if record is not None and record["status"]["state"] == State.RUNNING.value:
-                self._end(job_id, record, outcome, running)
+                self._end(job_id, record, outcome, sched)
                 if job.cache and outcome.kind in ("value", "no_update") and job.cache_key:
                     self._set("c:" + job.cache_key, outcome.to_json(), expire=job.cache_expire)
             else:
-                running.pop(job_id, None)
-            self._set(RUNNING, running)
+                sched["running"].pop(job_id, None)
+            self._set(SCHED, sched)
 
     # -- supervisor side ---------------------------------------------------------------
 
     def running(self) -> dict[str, dict[str, Any]]:
-        return self._get(RUNNING, {})
+        return self._sched()["running"]
 
     def end_jobs_of(self, pid: int, outcome: Outcome, only: str | None = None, kill: bool = False) -> list[str]:
         """End the jobs worker ``pid`` runs (``only`` that one) with ``outcome``
@@ -287,7 +287,8 @@ class Store:
         to another job in between."""
         ended: list[str] = []
         with self.cache.transact(retry=True):
-            running = self._get(RUNNING, {})
+            sched = self._sched()
+            running = sched["running"]
             mine = [j for j, e in running.items() if e.get("pid") == pid and (only is None or j == only)]
             if not mine:
                 return []
@@ -299,27 +300,25 @@ class Store:
             for job_id in mine:
                 record = self.record(job_id)
                 if record is not None and record["status"]["state"] == State.RUNNING.value:
-                    self._end(job_id, record, outcome, running)
+                    self._end(job_id, record, outcome, sched)
                 running.pop(job_id, None)
                 ended.append(job_id)
-            self._set(RUNNING, running)
+            self._set(SCHED, sched)
         return ended
 
-    def recover(self, outcome: Outcome, alive: set[int] = frozenset()) -> list[str]:  # type: ignore[assignment]
-        """End every job listed as running in a worker not in ``alive`` (a pool
-        that stopped or died before this one started)."""
+    def recover(self, outcome: Outcome) -> list[str]:
+        """End every job listed as running: its pool stopped or died before
+        this one started."""
         ended: list[str] = []
         with self.cache.transact(retry=True):
-            running = self._get(RUNNING, {})
-            for job_id, entry in list(running.items()):
-                if entry.get("pid") in alive:
-                    continue
+            sched = self._sched()
+            for job_id in list(sched["running"]):
                 record = self.record(job_id)
                 if record is not None and record["status"]["state"] == State.RUNNING.value:
-                    self._end(job_id, record, outcome, running)
-                running.pop(job_id, None)
+                    self._end(job_id, record, outcome, sched)
+                sched["running"].pop(job_id, None)
                 ended.append(job_id)
-            self._set(RUNNING, running)
+            self._set(SCHED, sched)
         return ended
 
     def beat(self, workers: int) -> None:
