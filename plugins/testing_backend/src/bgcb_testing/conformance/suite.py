@@ -106,12 +106,15 @@ class BackendConformance:
             crash_timeout=self.crash_timeout,
         )
 
+    # Class-scoped fixtures are classmethods: pytest gives each test a new instance.
     @pytest.fixture(scope="class")
-    def kit_config(self, pytestconfig: pytest.Config) -> KitConfig:
-        return self.conformance_config(pytestconfig)
+    @classmethod
+    def kit_config(cls, pytestconfig: pytest.Config) -> KitConfig:
+        return cls().conformance_config(pytestconfig)
 
     @pytest.fixture(scope="class")
-    def kit_backend(self, kit_config: KitConfig) -> Iterator[Backend]:
+    @classmethod
+    def kit_backend(cls, kit_config: KitConfig) -> Iterator[Backend]:
         """One backend instance for the class (worker start-up is paid once)."""
         workers = Workers(kit_config) if kit_config.spawn_workers else None
         try:
