@@ -65,7 +65,9 @@ def test_fifo_order_concurrency_bound_positions_and_bgcb_jobs(served: Served) ->
     ids = [job_id(h) for h in handles]
     store = served.store()
     # Queue positions while the first two run.
-    wait_for(lambda: store.status(ids[0]).state is State.RUNNING and store.status(ids[1]).state is State.RUNNING, 10, "two running")
+    wait_for(
+        lambda: store.status(ids[0]).state is State.RUNNING and store.status(ids[1]).state is State.RUNNING, 10, "two running"
+    )
     positions = [store.status(i).position for i in ids[2:]]
     assert positions == [0, 1, 2, 3]
     listing = subprocess.run(
@@ -75,7 +77,7 @@ def test_fifo_order_concurrency_bound_positions_and_bgcb_jobs(served: Served) ->
     lines = {line.split()[0]: line.split() for line in listing.stdout.splitlines()[1:]}
     assert [lines[i][1] for i in ids[:2]] == ["running", "running"]
     assert [lines[i][1:3] for i in ids[2:] if i in lines][:1] in ([["queued", "0"]], [["queued", "1"]], [])
-    results = [finish_stamp(client, h, n, 1.0) for n, h in zip(range(1, 7), handles)]
+    results = [finish_stamp(client, h, n, 1.0) for n, h in zip(range(1, 7), handles, strict=False)]
     # FIFO: jobs started in submission order.
     started = [int(line.split()[1]) for line in served.log.read_text().split("\n") if line]
     assert started == [1, 2, 3, 4, 5, 6]
@@ -99,7 +101,7 @@ def test_cancel_queued_job_never_starts(served: Served) -> None:
     assert client.cancel(CANCEL, queued["job"]).status in (200, 204)
     run = client.run(STAMP, [("stamp-btn", "n_clicks", 13)], [("stamp-in", "value", "0")], handles=queued, timeout=10)
     assert run.final.status == 204, "a cancelled job ends with no update"
-    for n, h in zip((11, 12), busy):
+    for n, h in zip((11, 12), busy, strict=False):
         finish_stamp(client, h, n, 1.5)
     after = start_stamp(client, 14, 0)
     finish_stamp(client, after, 14, 0)  # the queue moved on past the cancelled job

@@ -106,7 +106,7 @@ def stubborn(n_clicks):
 )
 def polite(set_progress, n_clicks):
     """Reports progress often, so a cancel stops it cooperatively."""
-    for i in range(600):
+    for _i in range(600):
         set_progress(str(os.getpid()))
         time.sleep(0.05)
     return "polite finished"

@@ -355,7 +355,9 @@ class Supervisor:
             how = _describe_exit(status)
             ended = self.store.end_jobs_of(pid, worker_died_outcome(pid, how))
             if not self.stopping:
-                log.warning("bgcb-diskcache: worker %d %s%s; starting a new one", pid, how, f" while running {ended}" if ended else "")
+                log.warning(
+                    "bgcb-diskcache: worker %d %s%s; starting a new one", pid, how, f" while running {ended}" if ended else ""
+                )
 
     def _shutdown(self) -> None:
         self.stopping = True

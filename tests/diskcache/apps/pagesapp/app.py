@@ -7,10 +7,10 @@ import logging
 import os
 
 import dash
+import helpers  # noqa: F401  (defines a background callback)
 from dash import Dash, html
 
 import bgcb
-import helpers  # noqa: F401  (defines a background callback)
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
 

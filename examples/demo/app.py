@@ -1,0 +1,199 @@
+"""bgcb demo: the five examples of Dash's background-callback docs, plus the
+queue, on the diskcache backend (warm worker processes, no server).
+
+    python3 -m pip install -r examples/demo/requirements.txt
+    python3 examples/demo/app.py            # then open http://127.0.0.1:8050
+
+Options come from the environment: ``DEMO_PORT`` (8050), and the backend's
+``BGCB_DISKCACHE_WORKERS`` (CPU count), ``BGCB_DISKCACHE_DIRECTORY`` ...
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import plotly.graph_objects as go
+from dash import Dash, Input, Output, callback, dcc, html
+
+import bgcb
+
+# One manager for the page; the queue example keeps old jobs when re-clicked,
+# so that several clicks queue several jobs instead of cancelling the last.
+manager = bgcb.manager()
+queue_manager = bgcb.manager(on_retrigger="keep")
+
+app = Dash(__name__, title="bgcb demo", background_callback_manager=manager)
+server = app.server
+
+HIDDEN, SHOWN = {"visibility": "hidden"}, {"visibility": "visible"}
+CARD = {"border": "1px solid #ddd", "borderRadius": "8px", "padding": "12px 16px", "margin": "10px 0"}
+
+
+def card(title: str, note: str, *children) -> html.Div:
+    return html.Div(
+        [html.H3(title, style={"margin": "0 0 4px"}), html.Small(note), html.Div(children, style={"marginTop": 8})], style=CARD
+    )
+
+
+app.layout = html.Div(
+    [
+        html.H1("Dash background callbacks on bgcb"),
+        html.P(
+            [
+                "Backend ",
+                html.Code(manager.backend.name),
+                f" with {manager.backend.options.get('workers', '?')} warm worker process(es). ",
+                "Jobs wait in a FIFO queue when every worker is busy: start a few and watch the queue below.",
+            ]
+        ),
+        card(
+            "1. Simple background callback",
+            "The callback sleeps 2 s in a worker process; the page stays responsive.",
+            html.Button("Run", id="simple-btn"),
+            html.Span(id="simple-out", style={"marginLeft": 12}),
+        ),
+        card(
+            "2. Disable the button while it runs",
+            "running=[(Output('disable-btn', 'disabled'), True, False)]",
+            html.Button("Run", id="disable-btn"),
+            html.Span(id="disable-out", style={"marginLeft": 12}),
+        ),
+        card(
+            "3. Cancel a running job",
+            "cancel=Input('cancel-stop', 'n_clicks'): the worker stops the job (or is replaced).",
+            html.Button("Run", id="cancel-run"),
+            html.Button("Cancel", id="cancel-stop", disabled=True, style={"marginLeft": 8}),
+            html.Span(id="cancel-out", style={"marginLeft": 12}),
+        ),
+        card(
+            "4. Progress bar",
+            "progress=[Output('progress-bar', 'value'), Output('progress-bar', 'max')], with cancel.",
+            html.Button("Run", id="progress-run"),
+            html.Button("Cancel", id="progress-cancel", disabled=True, style={"marginLeft": 8}),
+            html.Progress(id="progress-bar", value="0", max="10", style={**HIDDEN, "marginLeft": 12, "width": 240}),
+            html.Div(id="progress-out"),
+        ),
+        card(
+            "5. Progress graph",
+            "progress=Output('progress-graph', 'figure'): a figure updated while the job runs.",
+            html.Button("Run", id="graph-run"),
+            html.Span(id="graph-out", style={"marginLeft": 12}),
+            dcc.Graph(id="progress-graph", figure=go.Figure(), style={"height": 260}),
+        ),
+        card(
+            "Queue",
+            "Each click queues a 4 s job; with every worker busy, later jobs wait their turn (FIFO).",
+            html.Button("Queue a job", id="queue-btn"),
+            html.Span(id="queue-out", style={"marginLeft": 12}),
+            html.Table(id="queue-table", style={"marginTop": 8, "fontFamily": "monospace"}),
+            dcc.Interval(id="queue-tick", interval=500),
+        ),
+    ],
+    style={"maxWidth": 760, "margin": "0 auto", "fontFamily": "system-ui, sans-serif"},
+)
+
+
+@callback(Output("simple-out", "children"), Input("simple-btn", "n_clicks"), background=True, prevent_initial_call=True)
+def simple(n_clicks):
+    time.sleep(2.0)
+    return f"Clicked {n_clicks} times (ran in worker pid {os.getpid()})"
+
+
+@callback(
+    Output("disable-out", "children"),
+    Input("disable-btn", "n_clicks"),
+    background=True,
+    running=[(Output("disable-btn", "disabled"), True, False)],
+    prevent_initial_call=True,
+)
+def disable_while_running(n_clicks):
+    time.sleep(2.0)
+    return f"Clicked {n_clicks} times"
+
+
+@callback(
+    Output("cancel-out", "children"),
+    Input("cancel-run", "n_clicks"),
+    background=True,
+    running=[(Output("cancel-run", "disabled"), True, False), (Output("cancel-stop", "disabled"), False, True)],
+    cancel=[Input("cancel-stop", "n_clicks")],
+    prevent_initial_call=True,
+)
+def cancellable(n_clicks):
+    time.sleep(5.0)  # no progress calls: a cancel makes the pool kill and replace this worker
+    return f"Finished run {n_clicks}"
+
+
+@callback(
+    Output("progress-out", "children"),
+    Input("progress-run", "n_clicks"),
+    background=True,
+    running=[
+        (Output("progress-run", "disabled"), True, False),
+        (Output("progress-cancel", "disabled"), False, True),
+        (Output("progress-out", "style"), HIDDEN, SHOWN),
+        (Output("progress-bar", "style"), {**SHOWN, "marginLeft": 12, "width": 240}, {**HIDDEN, "marginLeft": 12, "width": 240}),
+    ],
+    cancel=[Input("progress-cancel", "n_clicks")],
+    progress=[Output("progress-bar", "value"), Output("progress-bar", "max")],
+    interval=250,
+    prevent_initial_call=True,
+)
+def progress_bar(set_progress, n_clicks):
+    total = 10
+    for i in range(total + 1):
+        set_progress((str(i), str(total)))
+        time.sleep(0.5)
+    return f"Clicked {n_clicks} times"
+
+
+@callback(
+    Output("graph-out", "children"),
+    Input("graph-run", "n_clicks"),
+    background=True,
+    running=[(Output("graph-run", "disabled"), True, False)],
+    progress=Output("progress-graph", "figure"),
+    progress_default=go.Figure(),
+    interval=300,
+    prevent_initial_call=True,
+)
+def progress_graph(set_progress, n_clicks):
+    total = 10
+    for i in range(1, total + 1):
+        figure = go.Figure(data=[go.Bar(x=[i], y=["progress"], orientation="h")])
+        figure.update_layout(xaxis={"range": [0, total]}, height=240, margin={"l": 70, "r": 20, "t": 20, "b": 30})
+        set_progress(figure)
+        time.sleep(0.4)
+    return f"Clicked {n_clicks} times"
+
+
+@callback(
+    Output("queue-out", "children"),
+    Input("queue-btn", "n_clicks"),
+    background=True,
+    manager=queue_manager,
+    prevent_initial_call=True,
+)
+def queued_job(n_clicks):
+    time.sleep(4.0)
+    return f"Job {n_clicks} done"
+
+
+@callback(Output("queue-table", "children"), Input("queue-tick", "n_intervals"))
+def show_queue(_):
+    """The backend's jobs with their state and place in the queue (``bgcb jobs``)."""
+    listing = manager.backend.jobs() or []
+    now = time.time()
+    rows = [html.Tr([html.Th("job"), html.Th("state"), html.Th("queue position"), html.Th("age")])]
+    for job_id, status in listing:
+        position = "" if status.position is None else f"#{status.position + 1}"
+        age = f"{now - (status.submitted_at or now):.1f} s"
+        rows.append(html.Tr([html.Td(job_id[:8] + "…"), html.Td(status.state.value), html.Td(position), html.Td(age)]))
+    if len(rows) == 1:
+        rows.append(html.Tr([html.Td("(no jobs queued or running)", colSpan=4)]))
+    return rows
+
+
+if __name__ == "__main__":
+    app.run(host="127.0.0.1", port=int(os.environ.get("DEMO_PORT", "8050")), debug=False)
