@@ -133,6 +133,8 @@ class Workers:
         env = dict(os.environ)
         prefix = f"BGCB_{config.backend.upper().replace('-', '_')}_"
         for option, value in {**config.load_options(), **config.worker_options}.items():
+            if value is None:
+                continue  # the default applies
             env[prefix + option.upper()] = value if isinstance(value, str) else json.dumps(value)
         for _ in range(config.spawn_workers):
             # import the callbacks before the CLI loads the backend, so no job is taken before they are registered
