@@ -1,0 +1,136 @@
+"""The demo in headless Chromium: the progress-bar example with cancel.
+
+Uses Debian's ``chromium`` and ``chromium-driver`` (nothing is downloaded at
+test time) and skips with the reason when they or selenium are missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "examples" / "demo" / "app.py"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1000,1400",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def demo(tmp_path):
+    pytest.importorskip("bgcb_diskcache", reason="bgcb-diskcache is not installed")
+    port = _free_port()
+    env = dict(
+        os.environ,
+        BGCB_BACKEND="diskcache",
+        BGCB_DISKCACHE_DIRECTORY=str(tmp_path / "store"),
+        BGCB_DISKCACHE_WORKERS="2",
+        DEMO_PORT=str(port),
+    )
+    proc = subprocess.Popen([sys.executable, str(DEMO)], env=env, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError("the demo did not start") from None
+            time.sleep(0.2)
+    yield url, tmp_path / "store"
+    import psutil
+
+    tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    proc.send_signal(signal.SIGINT)
+    _, alive = psutil.wait_procs(tree, timeout=15)
+    for p in alive:
+        p.kill()
+    assert not alive, "the demo left processes running"
+
+
+@pytest.fixture
+def browser(tmp_path):
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        pytest.skip("chromium and chromedriver are not installed (apt-get install -y chromium chromium-driver)")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in [*FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def test_progress_bar_with_cancel(demo, browser, tmp_path) -> None:
+    from selenium.webdriver.common.by import By
+
+    from bgcb_diskcache.store import Store
+
+    url, directory = demo
+    browser.get(url)
+    run = _wait(lambda: browser.find_elements(By.ID, "progress-run"), 30, "the page")[0]
+    bar = browser.find_element(By.ID, "progress-bar")
+    cancel = browser.find_element(By.ID, "progress-cancel")
+    assert run.is_enabled() and not cancel.is_enabled()
+
+    run.click()
+    _wait(lambda: not run.is_enabled(), 10, "the button to be disabled while the job runs")
+    assert cancel.is_enabled()
+    values = [int(float(bar.get_attribute("value") or 0))]
+    _wait(lambda: values.append(int(float(bar.get_attribute("value") or 0))) or values[-1] >= 3, 20, "the bar to advance")
+    assert values == sorted(values), f"the bar went backwards: {values}"
+    assert bar.is_displayed()
+    shot = tmp_path / "demo-progress.png"
+    browser.save_screenshot(str(shot))
+    if os.environ.get("BGCB_SCREENSHOT"):
+        shutil.copy(shot, os.environ["BGCB_SCREENSHOT"])
+
+    cancel.click()
+    _wait(lambda: run.is_enabled(), 5, "the button to be enabled again after cancel")
+    store = Store(str(directory))
+    _wait(lambda: not store.running(), 2, "the job to stop in its worker")
+    stopped_at = int(float(bar.get_attribute("value") or 0))
+    time.sleep(1.5)  # the job would advance the bar every 0.5 s if it were still running
+    assert int(float(bar.get_attribute("value") or 0)) == stopped_at
+    assert stopped_at < 10
+    assert "Clicked" not in browser.find_element(By.ID, "progress-out").text
