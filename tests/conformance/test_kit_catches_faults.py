@@ -3,9 +3,11 @@ breaks the rule it checks (a faulty variant of the ``testing`` backend)."""
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,6 +57,18 @@ class CacheNeverExpires(TestingBackend):
         return Outcome.from_json(entry[0]) if entry else None
 
 
+class LastInFirstOut(TestingBackend):
+    def __init__(self) -> None:
+        super().__init__()
+        self._queue = queue.LifoQueue()
+
+
+class MoreThreadsThanPromised(TestingBackend):
+    @hookimpl
+    def bgcb_configure(self, options: dict[str, Any], hook: Any) -> None:
+        super().bgcb_configure({**options, "workers": 2 * options["workers"]}, hook)
+
+
 @contextmanager
 def _kit(plugin: type, tmp_path: Path) -> Iterator[Kit]:
     backend = Backend.from_plugin("faulty", plugin(), {"workers": 2})
@@ -75,6 +89,8 @@ def _kit(plugin: type, tmp_path: Path) -> Iterator[Kit]:
         (ConsumingResult, "test_value_outcome", r"reading a result must not remove it"),
         (CancelNotIdempotent, "test_cancel_is_idempotent", r"cancel is idempotent"),
         (CacheNeverExpires, "test_cache_by_key_and_expiry", r"cached outcomes expire"),
+        (LastInFirstOut, "test_fifo_order", r"jobs start in FIFO order"),
+        (MoreThreadsThanPromised, "test_concurrency_bound", r"jobs ran at once with workers=2"),
     ],
 )
 def test_check_fails_with_its_message(plugin: type, check: str, message: str, tmp_path: Path) -> None:
@@ -86,5 +102,11 @@ def test_check_fails_with_its_message(plugin: type, check: str, message: str, tm
 def test_same_checks_pass_on_the_sound_backend(tmp_path: Path) -> None:
     with _kit(TestingBackend, tmp_path) as kit:
         suite = BackendConformance()
-        for check in ("test_unknown_and_forged_ids", "test_progress_delivered_once_in_order", "test_cancel_is_idempotent"):
+        for check in (
+            "test_unknown_and_forged_ids",
+            "test_progress_delivered_once_in_order",
+            "test_cancel_is_idempotent",
+            "test_fifo_order",
+            "test_concurrency_bound",
+        ):
             getattr(suite, check)(kit)

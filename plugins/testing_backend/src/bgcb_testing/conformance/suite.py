@@ -475,8 +475,9 @@ class BackendConformance:
             pytest.skip("the backend does not promise FIFO order (KitConfig.fifo = False)")
         if kit.workers:
             kit.fill(0.4)
-        ids = [kit.submit("echo", i) for i in range(6)]
-        starts = [kit.value(j)["at"] for j in ids]
+        # each job lasts 0.15 s, so that jobs taken out of order start visibly out of order
+        ids = [kit.sleeper(0.15, tick=0.05, tag=i) for i in range(6)]
+        starts = [kit.value(j)["start"] for j in ids]
         late = [(i, i + 1) for i in range(len(starts) - 1) if starts[i + 1] < starts[i] - 0.05]
         assert not late, (
             f"jobs started out of submission order (pairs {late}, start times {starts}): jobs start in FIFO order "
