@@ -53,16 +53,17 @@ if SIDE == "dash":
 
     celery_app = Celery(__name__, broker=REDIS_URL, backend=REDIS_URL)
     celery_app.conf.update(worker_prefetch_multiplier=1)
-    app = Dash(__name__, background_callback_manager=CeleryManager(celery_app))
+    app = Dash(__name__, background_callback_manager=CeleryManager(celery_app), use_async=False)
 
 elif SIDE == "bgcb":
+    from dash import Dash, Input, Output, callback, html
+
     import bgcb
     from bgcb_celery import celery_app_of
-    from dash import Dash, Input, Output, callback, html
 
     manager = bgcb.manager("celery", broker_url=REDIS_URL, result_url=REDIS_URL)
     celery_app = celery_app_of(manager)
-    app = Dash(__name__, background_callback_manager=manager)
+    app = Dash(__name__, background_callback_manager=manager, use_async=False)
 
 if app is not None:
     app.layout = html.Div([html.Button(id="go"), html.Div(id="out")])
@@ -159,3 +160,116 @@ def drive(jobs: int, interval: float, concurrency: int) -> dict:
         "commands_per_job": (after - before) / jobs,
         "jobs": jobs,
     }
+
+
+# -- the orchestrator -------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_redis() -> tuple[subprocess.Popen, str, str]:
+    exe = os.environ.get("BGCB_REDIS_SERVER") or shutil.which("redis-server")
+    if not exe:
+        raise SystemExit("redis-server not found: install Redis or set BGCB_REDIS_SERVER")
+    port, workdir = _free_port(), tempfile.mkdtemp(prefix="bench-celery-")
+    proc = subprocess.Popen(
+        [exe, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", workdir],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    import redis
+
+    for _ in range(100):
+        try:
+            redis.Redis.from_url(url).ping()
+            return proc, url, workdir
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    raise SystemExit("redis-server did not start")
+
+
+def _versions(python: str) -> str:
+    code = (
+        "import dash, celery, kombu, redis; print(f'dash {dash.__version__}, celery {celery.__version__}, "
+        "kombu {kombu.__version__}, redis-py {redis.__version__}')"
+    )
+    return subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _side(python: str, side: str, url: str, args: argparse.Namespace) -> dict:
+    env = dict(os.environ, BENCH_SIDE=side, BENCH_REDIS_URL=url, PYTHONWARNINGS="ignore")
+    out = subprocess.run(
+        [python, str(Path(__file__).resolve()), "--side", side, "--jobs", str(args.jobs), "--interval", str(args.interval)],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=HERE,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"the {side} side failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--side", choices=["dash", "bgcb"], help=argparse.SUPPRESS)
+    parser.add_argument("--jobs", type=int, default=100, help="measured jobs per side (default 100)")
+    parser.add_argument("--interval", type=float, default=0.05, help="seconds between polls (default 0.05)")
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument(
+        "--dash-python",
+        default=os.environ.get("BENCH_DASH_PYTHON", "/work/venv-dashcel/bin/python"),
+        help='python of a virtualenv with "dash[celery]" installed',
+    )
+    parser.add_argument("--out", default=str(HERE / "results" / "celery.md"))
+    args = parser.parse_args()
+    if args.side:
+        print(json.dumps(drive(args.jobs, args.interval, args.concurrency)))
+        return
+    proc, url, workdir = _start_redis()
+    try:
+        results = {}
+        for side, python in (("dash", args.dash_python), ("bgcb", sys.executable)):
+            results[side] = _side(python, side, url, args)
+            results[side]["versions"] = _versions(python)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+    dash_r, bgcb_r = results["dash"], results["bgcb"]
+    speed = bgcb_r["median_ms"] / dash_r["median_ms"]
+    cost = bgcb_r["commands_per_job"] / dash_r["commands_per_job"]
+    lines = [
+        "# bgcb-celery vs Dash's CeleryManager",
+        "",
+        f"Recorded {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `benchmarks/bench_celery.py "
+        f"--jobs {args.jobs} --interval {args.interval}`: one Redis server (broker and store for both), "
+        f"a Celery prefork worker with {args.concurrency} processes per side, {args.jobs} sequential no-op "
+        f"jobs per side after 5 warm-up jobs, one poll every {args.interval * 1000:g} ms until the answer.",
+        "",
+        "| | Dash CeleryManager | bgcb-celery | bgcb / Dash |",
+        "|---|---:|---:|---:|",
+        f"| turnaround, median | {dash_r['median_ms']:.1f} ms | {bgcb_r['median_ms']:.1f} ms | {speed:.2f} |",
+        f"| turnaround, p90 | {dash_r['p90_ms']:.1f} ms | {bgcb_r['p90_ms']:.1f} ms | "
+        f"{bgcb_r['p90_ms'] / dash_r['p90_ms']:.2f} |",
+        f"| Redis commands per completed job | {dash_r['commands_per_job']:.1f} | {bgcb_r['commands_per_job']:.1f} | "
+        f"{cost:.2f} |",
+        "",
+        f"- Dash side: {dash_r['versions']}",
+        f"- bgcb side: {bgcb_r['versions']}",
+        "",
+        f"Acceptance: turnaround no slower than Dash's ({'met' if speed <= 1.0 else 'NOT met'}: {speed:.2f}); "
+        f"commands per job at most 1/3 of Dash's ({'met' if cost <= 1 / 3 else 'NOT met'}: {cost:.2f}).",
+        "",
+    ]
+    Path(args.out).write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -354,7 +354,8 @@ class CeleryBackend:
         late = json.dumps({"finished_at": now, "reason": "timeout"})
         # Right after Redis came back, heartbeats may have lapsed during the outage: do not call workers dead yet.
         may_declare = 1 if now - self._last_outage > quiet else 0
-        args = [job_id, repr(now), int(consume), may_declare, lost, late, "1.0"]
+        hb_ms = int(float(self._options["heartbeat_ttl"]) * 1000)
+        args = [job_id, repr(now), int(consume), may_declare, lost, late, "1.0", hb_ms]
         try:
             reply = self._call(lambda: self._poll(keys=keys, args=args))
         except StoreUnavailable:
@@ -466,14 +467,14 @@ class CeleryBackend:
         """Claim, run and record one job; called by the ``bgcb.run_job`` task."""
         job = Job.from_json(payload)
         started = time.time()
-        running = Record(State.RUNNING, job.submitted_at, started, job.timeout, None, {"worker": worker_name()})
+        life = int(float(self._options["job_ttl"]))
+        running = Record(State.RUNNING, job.submitted_at, started, job.timeout, None, life, {"worker": worker_name()})
         hb_ms = int(float(self._options["heartbeat_ttl"]) * 1000)
 
         def claim() -> bool:
             pipe = self.redis.pipeline(transaction=False)
-            pipe.set(self.keys.rec(job_id), running.encode(), nx=True, ex=int(float(self._options["job_ttl"])))
+            pipe.set(self.keys.rec(job_id), running.encode(), nx=True, ex=life)
             pipe.zrem(self.keys.queue, job_id)
-            pipe.set(self.keys.hb(job_id), worker_name(), px=hb_ms)
             return bool(pipe.execute()[0])
 
         if not self._retry(claim):
@@ -496,10 +497,11 @@ class CeleryBackend:
     def _finish(self, job_id: str, job: Job, started: float, outcome: Outcome, count: int) -> None:
         body = {"finished_at": time.time(), "outcome": outcome.to_json(), "worker": worker_name()}
         try:
-            final = Record(outcome.state, job.submitted_at, started, job.timeout, count, body).encode()
+            final = Record(outcome.state, job.submitted_at, started, job.timeout, count, None, body).encode()
         except (TypeError, ValueError) as exc:
             failure = Outcome.failure(f"bgcb-celery could not store the outcome as JSON: {exc}")
-            final = Record(State.FAILED, job.submitted_at, started, job.timeout, count, {**body, "outcome": failure.to_json()})
+            failed = {**body, "outcome": failure.to_json()}
+            final = Record(State.FAILED, job.submitted_at, started, job.timeout, count, None, failed)
             final = final.encode()
         cache = job.cache and outcome.kind in ("value", "no_update")
         ttl = int(float(self._options["result_ttl"]))
@@ -540,8 +542,10 @@ class _Channel:
         self.backend = backend
         self.job_id = job_id
         self.count = 0
+        # The claim just saw the job queued: no need to ask again for FRESH seconds
+        # (a no-op job then costs no read; _finish sees a cancel that came meanwhile).
         self._cancelled = False
-        self._checked = 0.0
+        self._checked = time.monotonic()
 
     def _note(self, raw: str | None) -> None:
         self._cancelled = not (raw or "").startswith("v1|running|")

@@ -4,7 +4,7 @@ Every operation on the hot path is one round trip and as few Redis commands as
 possible, because each command is paid for on every job (see the README):
 
 - submit: ``ZADD queue`` (the job payload travels in the Celery message);
-- start (worker): ``SET rec NX`` (the claim), ``ZREM queue``, ``SET hb PX``;
+- start (worker): ``SET rec NX EX life`` (the claim), ``ZREM queue``;
 - finish (worker): ``SET rec XX GET``;
 - poll: one ``EVALSHA`` that reads the record and, only when needed, pops
   updates, checks the heartbeat or the queue position.
@@ -12,10 +12,13 @@ possible, because each command is paid for on every job (see the README):
 A job's **record** is one string: a small ``|``-separated header that Lua can
 read without a JSON parser, then a JSON body::
 
-    v1|<state>|<submitted_at>|<started_at>|<timeout>|<updates>|{"outcome": ..., ...}
+    v1|<state>|<submitted_at>|<started_at>|<timeout>|<updates>|<life>|{"outcome": ..., ...}
 
 ``updates`` is empty while the job runs and, once it ended, the number of
 progress/set_props updates the worker pushed (0 lets a poll skip ``LPOP``).
+``life`` is the TTL the worker set when it claimed the job, so that a poll can
+tell the job's age from the record's remaining TTL, on Redis's clock. The
+worker's heartbeat key (``hb``) appears after one heartbeat interval.
 """
 
 from __future__ import annotations
@@ -74,25 +77,29 @@ class Record:
     started_at: float | None = None
     timeout: float | None = None
     updates: int | None = None
+    #: Seconds of TTL the worker gave the record when it claimed the job.
+    life: float | None = None
     body: dict[str, Any] = field(default_factory=dict)
 
     def encode(self) -> str:
         updates = "" if self.updates is None else str(self.updates)
-        head = "|".join([VERSION, self.state.value, _num(self.submitted_at), _num(self.started_at), _num(self.timeout), updates])
+        fields = [self.state.value, _num(self.submitted_at), _num(self.started_at), _num(self.timeout), updates, _num(self.life)]
+        head = "|".join([VERSION, *fields])
         return f"{head}|{json.dumps(self.body, separators=(',', ':'))}"
 
     @classmethod
     def decode(cls, raw: str) -> Record:
-        parts = raw.split("|", 6)
-        if len(parts) != 7 or parts[0] != VERSION:
+        parts = raw.split("|", 7)
+        if len(parts) != 8 or parts[0] != VERSION:
             raise ValueError(f"not a bgcb-celery {VERSION} record: {raw[:60]!r}")
-        _, state, submitted, started, timeout, updates, body = parts
+        _, state, submitted, started, timeout, updates, life, body = parts
         return cls(
             State(state),
             _float(submitted),
             _float(started),
             _float(timeout),
             int(updates) if updates else None,
+            _float(life),
             json.loads(body),
         )
 
@@ -121,10 +128,12 @@ def lost_outcome(heartbeat_ttl: float | None) -> Outcome:
 
 
 #: One poll: the record, and only when needed the updates, the heartbeat or
-#: the queue place. Marks a running job failed when its heartbeat is gone
-#: (worker died) or it ran past its timeout (worker stuck).
+#: the queue place. Marks a running job failed when its heartbeat is missing
+#: (worker died) or it ran past its timeout (worker stuck). A job's age comes
+#: from its record's TTL (set to ``life`` at the claim): no clocks compared.
 #: KEYS: rec, upd, hb, queue.  ARGV: job id, now, consume (0/1), may declare
-#: death (0/1), body for a lost worker, body for a timeout, timeout grace.
+#: death (0/1), body for a lost worker, body for a timeout, timeout grace,
+#: heartbeat TTL in ms.
 POLL = """
 local v = redis.call('GET', KEYS[1])
 if not v then
@@ -132,8 +141,9 @@ if not v then
   if not rank then return {'unknown'} end
   return {'queued', false, false, rank, redis.call('ZSCORE', KEYS[4], ARGV[1])}
 end
-local head, state, sub, st, t, n = string.match(v, '^(v1|(%a+)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|)')
-if not head then return {'corrupt', v} end
+local state, rest = string.match(v, '^v1|(%a+)(|[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|)')
+if not state then return {'corrupt', v} end
+local st, t, n, life = string.match(rest, '^|[^|]*|([^|]*)|([^|]*)|([^|]*)|([^|]*)|$')
 local marked = 0
 if state == 'running' then
   local body = nil
@@ -141,12 +151,13 @@ if state == 'running' then
   if timeout and started and tonumber(ARGV[2]) > started + timeout + tonumber(ARGV[7]) then
     body = ARGV[6]
   elseif ARGV[4] == '1' and redis.call('EXISTS', KEYS[3]) == 0 then
-    body = ARGV[5]
+    local age = tonumber(life) * 1000 - redis.call('PTTL', KEYS[1])
+    if age > tonumber(ARGV[8]) then body = ARGV[5] end
   end
   if body then
     state = 'failed'
     marked = 1
-    v = 'v1|failed|' .. sub .. '|' .. st .. '|' .. t .. '|' .. n .. '|' .. body
+    v = 'v1|failed' .. rest .. body
     redis.call('SET', KEYS[1], v, 'KEEPTTL')
   end
 end
@@ -166,13 +177,13 @@ local removed = redis.call('ZREM', KEYS[2], ARGV[1])
 local v = redis.call('GET', KEYS[1])
 if not v then
   if removed == 1 then
-    redis.call('SET', KEYS[1], 'v1|cancelled|' .. sub .. '||||' .. ARGV[2], 'EX', ARGV[3])
+    redis.call('SET', KEYS[1], 'v1|cancelled|' .. sub .. '|||||' .. ARGV[2], 'EX', ARGV[3])
     return 'queued'
   end
   return false
 end
-local state, sub2, st, t, n = string.match(v, '^v1|(%a+)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|')
+local state, rest = string.match(v, '^v1|(%a+)(|[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|)')
 if state ~= 'running' then return false end
-redis.call('SET', KEYS[1], 'v1|cancelled|' .. sub2 .. '|' .. st .. '|' .. t .. '|' .. n .. '|' .. ARGV[2], 'KEEPTTL')
+redis.call('SET', KEYS[1], 'v1|cancelled' .. rest .. ARGV[2], 'KEEPTTL')
 return 'running'
 """
