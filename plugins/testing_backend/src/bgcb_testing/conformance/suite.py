@@ -70,7 +70,7 @@ class BackendConformance:
     Override :meth:`conformance_config` to compute them instead.
     """
 
-    backend: ClassVar[str] = "testing"
+    backend: ClassVar[str] = ""
     options: ClassVar[dict[str, Any]] = {}
     plugin: ClassVar[Callable[[], object] | None] = None
     workers: ClassVar[int | None] = None
@@ -87,6 +87,8 @@ class BackendConformance:
 
     def conformance_config(self, pytestconfig: pytest.Config) -> KitConfig:
         """The kit's configuration for this class (from its attributes)."""
+        if not self.backend:
+            pytest.fail(f"{type(self).__name__}: set `backend = '<entry-point name>'` on the class", pytrace=False)
         # read callables from the class dict: a function attribute would bind as a method
         plugin = next((c.__dict__["plugin"] for c in type(self).__mro__ if c.__dict__.get("plugin")), None)
         kill = next((c.__dict__["kill_worker"] for c in type(self).__mro__ if c.__dict__.get("kill_worker")), None)
