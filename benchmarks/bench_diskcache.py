@@ -278,7 +278,8 @@ def main() -> int:
                 f"(b) is the median of {args.rounds} alternating rounds; bgcb/Dash mean-completion ratios of all rounds: "
                 f"{all_ratios}. Under CPU load from other processes (this machine may be shared), Dash's 20 job "
                 "processes get a larger share of the CPU than bgcb's 2 workers, which shows in 'last job done' and "
-                "widens the spread of the ratios; on an idle machine both finish the same total work in the same time.",
+                "widens the spread of the ratios; on an idle machine both should finish the same total work in about "
+                "the same time (not measured here).",
                 "",
                 f"Finishing order, Dash: `{bursts['dash'][1]}`",
                 "",
