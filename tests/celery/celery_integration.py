@@ -16,7 +16,7 @@ import os
 import uuid
 
 import pytest
-from harness import RedisServer, Worker, rabbitmq_url, start_redis, start_worker
+from harness import RedisServer, Worker, delete_amqp_queue, rabbitmq_url, start_redis, start_worker
 
 _started: dict[str, object] = {}
 
@@ -55,3 +55,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         worker.stop()
     if server is not None:
         server.close()
+    broker = os.environ.get("BGCB_CELERY_BROKER_URL", "")
+    if broker.startswith("amqp") and os.environ.get("BGCB_CELERY_QUEUE"):
+        delete_amqp_queue(broker, os.environ["BGCB_CELERY_QUEUE"])

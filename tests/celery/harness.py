@@ -215,6 +215,17 @@ def start_worker(app_module: str, env: Mapping[str, str] | None = None, **kw) ->
     return Worker(app_module, env, **kw).wait_ready()
 
 
+def delete_amqp_queue(url: str, queue: str) -> None:
+    """Remove a test queue from RabbitMQ (Celery declares queues durable)."""
+    from kombu import Connection
+
+    try:
+        with Connection(url, connect_timeout=3) as conn:
+            conn.default_channel.queue_delete(queue)
+    except Exception:  # cleanup only
+        pass
+
+
 def rabbitmq_url() -> str | None:
     """The local RabbitMQ (guest/guest on 127.0.0.1:5672) when it is reachable."""
     url = os.environ.get("BGCB_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")

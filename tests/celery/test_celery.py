@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from harness import LiveServer, rabbitmq_url, start_worker
+from harness import LiveServer, delete_amqp_queue, rabbitmq_url, start_worker
 
 from bgcb_testing import DashClient
 
@@ -228,6 +228,7 @@ def rabbit(redis_server):
     yield server
     server.stop()
     proc.stop()
+    delete_amqp_queue(url, queue)
 
 
 def test_rabbitmq_as_broker(rabbit) -> None:
