@@ -33,6 +33,7 @@ import os
 import select
 import signal
 import sys
+import threading
 import time
 import types
 from collections.abc import Iterator
@@ -67,21 +68,27 @@ class Waker:
     def __init__(self, directory: str) -> None:
         self.path = wake_path(directory)
         self.fd: int | None = None
+        self.lock = threading.Lock()  # web servers submit from many threads
 
     def wake(self) -> None:
-        if self.fd is None:
+        with self.lock:
+            if self.fd is None:
+                try:
+                    self.fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
+                except OSError:  # no FIFO yet, or no pool reading it: workers scan the queue when they start
+                    return
             try:
-                self.fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
-            except OSError:  # no FIFO yet, or no pool reading it: workers scan the queue when they start
-                return
-        try:
-            os.write(self.fd, b"\x01")
-        except BlockingIOError:  # the pipe is full: every worker has plenty to wake up for
-            pass
-        except OSError:  # the pool went away (EPIPE): reopen next time
-            self.close()
+                os.write(self.fd, b"\x01")
+            except BlockingIOError:  # the pipe is full: every worker has plenty to wake up for
+                pass
+            except OSError:  # the pool went away (EPIPE): reopen next time
+                self._close()
 
     def close(self) -> None:
+        with self.lock:
+            self._close()
+
+    def _close(self) -> None:
         if self.fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self.fd)
