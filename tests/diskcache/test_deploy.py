@@ -161,3 +161,15 @@ def test_managers_with_other_options_share_one_pool(tmp_path, monkeypatch) -> No
         second.close()
     assert not pools[0].is_running() or pools[0].status() == psutil.STATUS_ZOMBIE
     assert sys.executable and time.time()
+
+
+def test_an_app_the_pool_cannot_import_fails_jobs_with_the_reason(tmp_path) -> None:
+    from bgcb_testing import DashClient
+
+    served = serve_script(APPS / "broken_app.py", tmp_path / "store", tmp_path)
+    try:
+        run = DashClient.http(served.url).load().run([("out", "children")], [("go", "n_clicks", 1)], timeout=60)
+        assert run.final.status == 500
+        assert "could not import the app" in run.final.text and "SETTING_X is not set" in run.final.text
+    finally:
+        stop_tree(served.proc)

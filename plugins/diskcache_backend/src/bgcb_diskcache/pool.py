@@ -181,9 +181,20 @@ class _Channel:
         return self.store.state(self.job_id) is not State.RUNNING
 
 
-def worker_loop(directory: str, result_ttl: float, hook: Any, supervisor: int) -> None:
+def app_import_failed_outcome(app: str, error: str) -> Any:
+    from bgcb.jobs import Outcome
+
+    return Outcome.failure(
+        f"The bgcb-diskcache worker pool could not import the app {app!r}, so it cannot run callbacks: {error}. "
+        "Fix the error, then restart the app (or `bgcb worker APP_MODULE`).",
+    )
+
+
+def worker_loop(directory: str, result_ttl: float, hook: Any, supervisor: int, broken: Any = None) -> None:
     """A worker: take the oldest job, run it, store the outcome; sleep on the
-    wake-up FIFO when the queue is empty. Runs in a forked child."""
+    wake-up FIFO when the queue is empty. Runs in a forked child. With
+    ``broken`` (an outcome), the app failed to import: every job ends with it,
+    so that the browser shows the reason instead of waiting forever."""
     from bgcb.runner import run
 
     from .store import Store
@@ -204,7 +215,7 @@ def worker_loop(directory: str, result_ttl: float, hook: Any, supervisor: int) -
         claimed = store.claim(pid) if store.has_queued() else None
         if claimed is not None:
             job_id, job = claimed
-            outcome = run(job, _Channel(store, job_id), hook, job_id)
+            outcome = broken if broken is not None else run(job, _Channel(store, job_id), hook, job_id)
             store.finish(job_id, job, outcome)
             continue
         if blocking:
@@ -263,6 +274,8 @@ class Supervisor:
         self.result_ttl = result_ttl
         self.cancel_grace = cancel_grace
         self.parent = parent
+        #: Set when the app failed to import: the outcome every job ends with.
+        self.broken: Any = None
         self.store = Store(directory, result_ttl)
         self.hook = plugin_manager().hook
         self.children: dict[int, float] = {}  # pid -> started
@@ -274,7 +287,7 @@ class Supervisor:
         if pid == 0:  # the worker
             code = 0
             try:
-                worker_loop(self.directory, self.result_ttl, self.hook, self.me)
+                worker_loop(self.directory, self.result_ttl, self.hook, self.me, self.broken)
             except BaseException:  # noqa: B036 - a worker must never return into the supervisor's code
                 log.exception("bgcb-diskcache: worker crashed")
                 code = 1
@@ -392,9 +405,16 @@ def serve(directory: str, workers: int, result_ttl: float, cancel_grace: float, 
     """Become the pool for ``directory`` (after any standby wait), importing ``app`` first."""
     os.makedirs(directory, exist_ok=True)
     with pool_lock(directory, parent):
+        broken = None
         if app:
-            import_app(app)
-        Supervisor(directory, workers, result_ttl, cancel_grace, parent).run()
+            try:
+                import_app(app)
+            except (Exception, SystemExit) as exc:  # the reason must reach the browser
+                log.exception("bgcb-diskcache: the worker pool could not import the app %r", app)
+                broken = app_import_failed_outcome(app, f"{type(exc).__name__}: {exc}")
+        supervisor = Supervisor(directory, workers, result_ttl, cancel_grace, parent)
+        supervisor.broken = broken
+        supervisor.run()
 
 
 def main(argv: list[str] | None = None) -> int:
