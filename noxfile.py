@@ -14,6 +14,8 @@ nox.options.reuse_existing_virtualenvs = True
 
 DASH_VERSIONS = ["2.18.2", "3.4.0", "4.4.1"]
 DISTRIBUTIONS = ["./core", "./plugins/testing_backend"]
+#: Installed as a user installs it (not editable): the third-party backend the conformance tests check.
+EXAMPLES = ["./examples/third_party_backend"]
 #: Backends the integration suite runs on, in every Dash version.
 BACKENDS = ["testing"]
 
@@ -29,9 +31,11 @@ def lint(session: nox.Session) -> None:
 @nox.parametrize("dash", DASH_VERSIONS)
 def tests(session: nox.Session, dash: str) -> None:
     """Unit tests, then the integration suite once per backend."""
-    session.install(*DISTRIBUTIONS, f"dash[async]=={dash}", "pytest>=7", "plotly")
+    session.install(*DISTRIBUTIONS, *EXAMPLES, f"dash[async]=={dash}", "pytest>=7", "plotly")
     args = session.posargs or []
     session.run("pytest", "tests/unit", "-q", *args)
+    # the conformance kit on every installed backend, and its self-tests
+    session.run("pytest", "tests/conformance", "-q", *args)
     for backend in os.environ.get("BGCB_TEST_BACKENDS", ",".join(BACKENDS)).split(","):
         session.log(f"integration suite on backend {backend!r}, dash {dash}")
         session.run("pytest", "tests/integration", "-q", *args, env={"BGCB_BACKEND": backend})
