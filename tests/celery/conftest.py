@@ -16,9 +16,10 @@ sys.path.insert(0, str(APPS))
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     server = start_redis()
-    saved = {k: os.environ.get(k) for k in ("BGCB_CELERY_RESULT_URL", "BGCB_CELERY_BROKER_URL")}
+    saved = {k: os.environ.get(k) for k in ("BGCB_CELERY_RESULT_URL", "BGCB_CELERY_BROKER_URL", "CEL_REDIS_URL")}
     os.environ["BGCB_CELERY_RESULT_URL"] = server.url()
     os.environ["BGCB_CELERY_BROKER_URL"] = server.url()
+    os.environ["CEL_REDIS_URL"] = server.url()
     yield server
     for key, value in saved.items():
         if value is None:

@@ -14,8 +14,10 @@ from dash import Dash, Input, Output, State, dcc, html
 import bgcb
 from bgcb_celery import celery_app_of
 
-manager = bgcb.manager("celery")
-timeout_manager = bgcb.manager("celery", timeout=1.0)
+# Explicit URLs: a backend of its own even when the integration suite's runs in the same process.
+URLS = {"result_url": os.environ["CEL_REDIS_URL"], "broker_url": os.environ["CEL_REDIS_URL"]}
+manager = bgcb.manager("celery", **URLS)
+timeout_manager = bgcb.manager("celery", timeout=1.0, **URLS)
 celery_app = celery_app_of(manager)
 
 app = Dash(__name__, background_callback_manager=manager)
