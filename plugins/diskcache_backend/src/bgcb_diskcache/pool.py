@@ -264,6 +264,7 @@ class Supervisor:
         result_ttl: float = 3600.0,
         cancel_grace: float = 0.5,
         parent: int | None = None,
+        broken: Any = None,
     ) -> None:
         from bgcb.provider import plugin_manager
 
@@ -275,7 +276,8 @@ class Supervisor:
         self.cancel_grace = cancel_grace
         self.parent = parent
         #: Set when the app failed to import: the outcome every job ends with.
-        self.broken: Any = None
+        self.broken = broken
+        self.me = os.getpid()
         self.store = Store(directory, result_ttl)
         self.hook = plugin_manager().hook
         self.children: dict[int, float] = {}  # pid -> started
@@ -300,7 +302,6 @@ class Supervisor:
 
     def run(self) -> None:
         """Supervise until SIGTERM/SIGINT (or the parent web process exits)."""
-        self.me = os.getpid()
         ensure_fifo(wake_path(self.directory))
         rfd, wfd = os.pipe()
         os.set_blocking(wfd, False)
@@ -412,9 +413,7 @@ def serve(directory: str, workers: int, result_ttl: float, cancel_grace: float, 
             except (Exception, SystemExit) as exc:  # the reason must reach the browser
                 log.exception("bgcb-diskcache: the worker pool could not import the app %r", app)
                 broken = app_import_failed_outcome(app, f"{type(exc).__name__}: {exc}")
-        supervisor = Supervisor(directory, workers, result_ttl, cancel_grace, parent)
-        supervisor.broken = broken
-        supervisor.run()
+        Supervisor(directory, workers, result_ttl, cancel_grace, parent, broken).run()
 
 
 def main(argv: list[str] | None = None) -> int:
