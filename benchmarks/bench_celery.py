@@ -95,6 +95,9 @@ def _end_id(client) -> str | None:
     return None if config.status_code != 200 else config.get_json().get("end_id")
 
 
+_REQUESTS: dict[str, list[float]] = {"first": [], "poll": []}
+
+
 def _one_job(client, n: int, interval: float, end_id: str | None) -> float:
     body = {
         "output": "out.children",
@@ -106,13 +109,16 @@ def _one_job(client, n: int, interval: float, end_id: str | None) -> float:
     base = {"endId": end_id} if end_id else {}
     started = time.perf_counter()
     status, first = _post(client, body, base)
+    _REQUESTS["first"].append(time.perf_counter() - started)
     if status != 200 or "job" not in first:
         raise SystemExit(f"first request did not start a job: {status} {first}")
     query = dict(base, cacheKey=first["cacheKey"], job=first["job"])
     deadline = started + 30
     while True:
         time.sleep(interval)
+        asked = time.perf_counter()
         status, answer = _post(client, body, query)
+        _REQUESTS["poll"].append(time.perf_counter() - asked)
         if status != 200 or "response" in answer:
             break
         if time.perf_counter() > deadline:
@@ -147,6 +153,8 @@ def drive(jobs: int, interval: float, concurrency: int) -> dict:
         for n in range(1, 6):  # warm-up: worker connected, scripts loaded
             _one_job(client, n, interval, end_id)
         time.sleep(0.5)
+        for kind in _REQUESTS.values():
+            kind.clear()
         before = _commands(REDIS_URL)
         times = [_one_job(client, 100 + n, interval, end_id) for n in range(jobs)]
         after = _commands(REDIS_URL)
@@ -158,6 +166,9 @@ def drive(jobs: int, interval: float, concurrency: int) -> dict:
         "median_ms": statistics.median(times) * 1000,
         "p90_ms": times[int(len(times) * 0.9) - 1] * 1000,
         "commands_per_job": (after - before) / jobs,
+        "first_request_ms": statistics.median(_REQUESTS["first"]) * 1000,
+        "poll_request_ms": statistics.median(_REQUESTS["poll"]) * 1000,
+        "polls_per_job": len(_REQUESTS["poll"]) / jobs,
         "jobs": jobs,
     }
 
@@ -257,6 +268,11 @@ def main() -> None:
         f"| turnaround, median | {dash_r['median_ms']:.1f} ms | {bgcb_r['median_ms']:.1f} ms | {speed:.2f} |",
         f"| turnaround, p90 | {dash_r['p90_ms']:.1f} ms | {bgcb_r['p90_ms']:.1f} ms | "
         f"{bgcb_r['p90_ms'] / dash_r['p90_ms']:.2f} |",
+        f"| first request (submit), median | {dash_r['first_request_ms']:.2f} ms | {bgcb_r['first_request_ms']:.2f} ms | "
+        f"{bgcb_r['first_request_ms'] / dash_r['first_request_ms']:.2f} |",
+        f"| poll request, median | {dash_r['poll_request_ms']:.2f} ms | {bgcb_r['poll_request_ms']:.2f} ms | "
+        f"{bgcb_r['poll_request_ms'] / dash_r['poll_request_ms']:.2f} |",
+        f"| polls per job | {dash_r['polls_per_job']:.2f} | {bgcb_r['polls_per_job']:.2f} | |",
         f"| Redis commands per completed job | {dash_r['commands_per_job']:.1f} | {bgcb_r['commands_per_job']:.1f} | "
         f"{cost:.2f} |",
         "",
