@@ -13,11 +13,13 @@ nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 DASH_VERSIONS = ["2.18.2", "3.4.0", "4.4.1"]
-DISTRIBUTIONS = ["./core", "./plugins/testing_backend"]
+DISTRIBUTIONS = ["./core", "./plugins/testing_backend", "./plugins/diskcache_backend"]
 #: Installed as a user installs it (not editable): the third-party backend the conformance tests check.
 EXAMPLES = ["./examples/third_party_backend"]
 #: Backends the integration suite runs on, in every Dash version.
-BACKENDS = ["testing"]
+BACKENDS = ["testing", "diskcache"]
+#: Tools for tests/diskcache (real processes, gunicorn) and tests/browser.
+TEST_TOOLS = ["psutil", "gunicorn", "selenium"]
 
 
 @nox.session(python=False)
@@ -31,7 +33,7 @@ def lint(session: nox.Session) -> None:
 @nox.parametrize("dash", DASH_VERSIONS)
 def tests(session: nox.Session, dash: str) -> None:
     """Unit tests, then the integration suite once per backend."""
-    session.install(*DISTRIBUTIONS, *EXAMPLES, f"dash[async]=={dash}", "pytest>=7", "plotly")
+    session.install(*DISTRIBUTIONS, *EXAMPLES, f"dash[async]=={dash}", "pytest>=7", "plotly", *TEST_TOOLS)
     args = session.posargs or []
     session.run("pytest", "tests/unit", "-q", *args)
     # the conformance kit on every installed backend, and its self-tests
@@ -39,3 +41,4 @@ def tests(session: nox.Session, dash: str) -> None:
     for backend in os.environ.get("BGCB_TEST_BACKENDS", ",".join(BACKENDS)).split(","):
         session.log(f"integration suite on backend {backend!r}, dash {dash}")
         session.run("pytest", "tests/integration", "-q", *args, env={"BGCB_BACKEND": backend})
+    session.run("pytest", "tests/diskcache", "tests/browser", "-q", *args)

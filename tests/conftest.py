@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 APPS = Path(__file__).parent / "apps"
 sys.path.insert(0, str(APPS))
 os.environ.setdefault("BGCB_BACKEND", "testing")
+# A queue of this run's own for the diskcache backend (its default is per project folder).
+os.environ.setdefault("BGCB_DISKCACHE_DIRECTORY", tempfile.mkdtemp(prefix="bgcb-it-"))
 # Workers started by a backend import the app from here too.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(APPS), os.environ.get("PYTHONPATH")]))
 

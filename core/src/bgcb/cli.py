@@ -42,8 +42,10 @@ def _import_app(module: str) -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    backend = provider.load(args.backend)
+    # The app first: a backend may take jobs as soon as it is configured, and a
+    # job whose callback is not registered yet would fail.
     _import_app(args.app)
+    backend = provider.load(args.backend)
     if not backend.run_worker(args.app):
         print(f"backend '{backend.name}' has no worker to start", file=sys.stderr)
         return 1
