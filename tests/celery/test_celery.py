@@ -47,6 +47,21 @@ def test_simple_job_through_the_generic_task(client: DashClient, worker) -> None
     assert "bgcb.run_job" in worker.output(), "the worker lists the one generic task by its readable name"
 
 
+def test_finished_jobs_cost_no_broadcast_and_one_script_call_per_poll(client: DashClient, redis_client) -> None:
+    def calls() -> dict[str, int]:
+        return {k: v["calls"] for k, v in redis_client.info("commandstats").items()}
+
+    client.run([("quick-out", "children")], [("quick-btn", "n_clicks", 1)])  # warm: scripts loaded
+    before = calls()
+    polls = 0
+    for n in range(5):
+        polls += client.run([("quick-out", "children")], [("quick-btn", "n_clicks", n)], interval=0.1).polls
+    after = calls()
+    delta = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    assert "cmdstat_publish" not in delta, f"a control broadcast (revoke) was sent for finished jobs: {delta}"
+    assert delta.get("cmdstat_evalsha", 0) == polls, f"one script call per poll: {polls} polls, {delta}"
+
+
 def test_callback_in_an_imported_module(client: DashClient) -> None:
     run = client.run([("imported-out", "children")], [("imported-btn", "n_clicks", 2)])
     assert run.output("imported-out", "children") == "imported 2"

@@ -129,6 +129,7 @@ class CeleryBackend:
         self._outage_since: float | None = None
         self._last_outage = 0.0
         self._timers: set[threading.Timer] = set()
+        self._own_app = False
 
     # -- configuration ---------------------------------------------------------------
 
@@ -182,6 +183,7 @@ class CeleryBackend:
             self.broker_url = options["broker_url"] or env_redis or DEFAULT_REDIS
             self.queue = options["queue"] or "bgcb"
             self.celery = self._build_app(self.broker_url, options)
+            self._own_app = True
         self.store_url = (
             options["result_url"] or env_redis or (self.broker_url if _is_redis_url(self.broker_url) else None) or DEFAULT_REDIS
         )
@@ -242,6 +244,8 @@ class CeleryBackend:
             _instances.remove(self)
         if self.redis is not None:
             self.redis.close()
+        if self._own_app and self.celery is not None:
+            self.celery.close()  # its broker connection pools; a user's app is the user's to close
 
     @hookimpl
     def bgcb_run_worker(self, app_module: str, options: dict[str, Any]) -> bool:
