@@ -282,6 +282,20 @@ def main() -> None:
         f"Acceptance: turnaround no slower than Dash's ({'met' if speed <= 1.0 else 'NOT met'}: {speed:.2f}); "
         f"commands per job at most 1/3 of Dash's ({'met' if cost <= 1 / 3 else 'NOT met'}: {cost:.2f}).",
         "",
+        "Notes:",
+        "",
+        "- Both apps are the same Dash app (`use_async=False` on both, so Dash dispatches the same way) with one "
+        "no-op background callback; requests go through Flask's test client, so the figures are Dash + manager + "
+        "Redis, without HTTP.",
+        "- Turnaround is bounded by the poll interval (the first poll comes one interval after the first request); "
+        "the request rows show where the rest goes.",
+        "- Commands are every call in `INFO commandstats` (INFO/CONFIG excluded) during the measured jobs, "
+        "including the workers' broker traffic and commands run inside Lua scripts. Dash's side pays for kombu's "
+        "Redis ack emulation (MULTI/ZADD/HSET/EXEC, then MULTI/ZREM/HDEL/EXEC), the result backend "
+        "(SETEX+PUBLISH per stored value, SUBSCRIBE/UNSUBSCRIBE per task), several GETs per poll and a revoke "
+        "broadcast after each result; bgcb's side is ZADD + LPUSH (submit), BRPOP, SET NX + ZREM (claim), "
+        "SET XX GET (finish) and EVALSHA + GET per poll.",
+        "",
     ]
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))
