@@ -140,6 +140,36 @@ def test_killed_worker_process_is_an_error_within_five_seconds(client: DashClien
     assert seen <= 5.0, f"the browser saw the error {seen:.1f} s after the kill"
 
 
+def test_killed_worker_host_loses_no_job(redis_server, redis_client) -> None:
+    """SIGKILL a whole worker (main process and pool): its running job becomes an
+    error; a job submitted meanwhile waits in the queue and runs on the next worker."""
+    import kill_app
+
+    first = start_worker("kill_app", {}, concurrency=1)
+    server = LiveServer(kill_app.app)
+    try:
+        client = DashClient.http(server.url).load()
+        long_out, long_in = [("k-out", "children")], [("k-btn", "n_clicks", 1)]
+        handles = client.start(long_out, long_in)
+        _wait(lambda: _record(redis_client, handles["job"], "bgcb-kill"), 15, "the long job to start")
+        os.killpg(first.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        first.proc.wait(5)
+        quick = client.start([("k-quick-out", "children")], [("k-quick", "n_clicks", 7)])
+        run = client.run(long_out, long_in, handles=handles, interval=0.25, timeout=10)
+        assert run.final.status == 500 and "stopped without finishing" in run.final.text
+        assert time.monotonic() - killed <= 5.0
+        second = start_worker("kill_app", {}, concurrency=1)
+        try:
+            done = client.run([("k-quick-out", "children")], [("k-quick", "n_clicks", 7)], handles=quick, timeout=20)
+            assert done.output("k-quick-out", "children") == "quick 7"
+        finally:
+            second.stop()
+    finally:
+        server.stop()
+        first.stop()
+
+
 def test_timeout_stops_a_job_that_never_yields(client: DashClient) -> None:
     started = time.monotonic()
     run = client.run([("hang-out", "children")], [("hang-btn", "n_clicks", 1)], interval=0.2, timeout=15)
