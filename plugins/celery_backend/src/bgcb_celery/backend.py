@@ -485,7 +485,14 @@ class CeleryBackend:
             pipe.zrem(self.keys.queue, job_id)
             return bool(pipe.execute()[0])
 
-        if not self._retry(claim):
+        try:
+            claimed = self._retry(claim)
+        except StoreUnavailable as exc:
+            from celery.exceptions import Reject
+
+            log.error("bgcb-celery: could not claim job %s (%s); returning it to the queue", job_id, exc)
+            raise Reject(str(exc), requeue=True) from exc
+        if not claimed:
             log.info("bgcb-celery: job %s was cancelled before it started (or ran already); skipped", job_id)
             return
         channel = _Channel(self, job_id)
