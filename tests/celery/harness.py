@@ -208,6 +208,8 @@ class Worker:
         except (ProcessLookupError, PermissionError):
             pass
         self.log.close()
+        if not os.environ.get("BGCB_KEEP_WORKER_LOGS"):
+            self.log_path.unlink(missing_ok=True)
 
 
 def start_worker(app_module: str, env: Mapping[str, str] | None = None, **kw) -> Worker:
