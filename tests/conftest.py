@@ -19,6 +19,11 @@ os.environ.setdefault("BGCB_DISKCACHE_DIRECTORY", tempfile.mkdtemp(prefix="bgcb-
 # Workers started by a backend import the app from here too.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(APPS), os.environ.get("PYTHONPATH")]))
 
+if os.environ["BGCB_BACKEND"] == "celery":
+    # bgcb-celery: a Redis of our own and a Celery worker for feature_app, started before any test imports the app.
+    sys.path.insert(0, str(Path(__file__).parent / "celery"))
+    from celery_integration import pytest_configure, pytest_unconfigure  # noqa: E402, F401
+
 
 class LiveServer:
     """A Dash app served by werkzeug in a thread, on a free loopback port."""

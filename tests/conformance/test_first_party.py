@@ -18,7 +18,8 @@ import pytest
 from bgcb.jobs import new_job_id
 from bgcb_testing.conformance import BackendConformance, KitConfig, kill_pid
 
-REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+# The private Redis that tests/conftest.py starts with BGCB_BACKEND=celery, else $REDIS_URL.
+REDIS_URL = os.environ.get("BGCB_CELERY_RESULT_URL") or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 
 
 def _redis_up() -> bool:
