@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from bgcb_testing import LiveServer
 
 APPS = Path(__file__).parent / "apps"
 sys.path.insert(0, str(APPS))
@@ -23,22 +24,6 @@ if os.environ["BGCB_BACKEND"] == "celery":
     # bgcb-celery: a Redis of our own and a Celery worker for feature_app, started before any test imports the app.
     sys.path.insert(0, str(Path(__file__).parent / "celery"))
     from celery_integration import pytest_configure, pytest_unconfigure  # noqa: E402, F401
-
-
-class LiveServer:
-    """A Dash app served by werkzeug in a thread, on a free loopback port."""
-
-    def __init__(self, app) -> None:
-        from werkzeug.serving import make_server
-
-        self.httpd = make_server("127.0.0.1", 0, app.server, threaded=True)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.thread.join(5)
 
 
 @pytest.fixture(scope="session")

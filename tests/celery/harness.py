@@ -21,10 +21,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
+
+from bgcb_testing import LiveServer  # noqa: F401  (re-exported for the Celery tests)
 
 HERE = Path(__file__).resolve().parent
 APPS = HERE / "apps"
@@ -234,19 +235,3 @@ def rabbitmq_url() -> str | None:
     parsed = url.split("@")[-1].split("/")[0]
     host, _, port = parsed.partition(":")
     return url if port_open(host or "127.0.0.1", int(port or 5672)) else None
-
-
-class LiveServer:
-    """A Dash app served by werkzeug in a thread, on a free loopback port."""
-
-    def __init__(self, app) -> None:
-        from werkzeug.serving import make_server
-
-        self.httpd = make_server("127.0.0.1", 0, app.server, threaded=True)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.thread.join(5)

@@ -2,6 +2,7 @@
 
 from .backend import TestingBackend
 from .client import DashClient, Run
+from .server import LiveServer
 
-__all__ = ["DashClient", "Run", "TestingBackend"]
+__all__ = ["DashClient", "LiveServer", "Run", "TestingBackend"]
 __version__ = "0.1.0"
