@@ -146,7 +146,9 @@ def bgcb_progress(job_id: str) -> list[Update]:
 @hookspec(firstresult=True)
 def bgcb_result(job_id: str) -> Outcome | None:
     """Return the job's :class:`~bgcb.jobs.Outcome` once it has ended, else
-    None. Reading it does not remove it (it expires with the job's record)."""
+    None. Reading it does not remove it (it expires with the job's record).
+    A cancelled job may answer None or ``Outcome.cancelled()``; the browser
+    gets no update either way."""
 
 
 @hookspec(firstresult=True)
