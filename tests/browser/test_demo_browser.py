@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from bgcb_testing.server import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "examples" / "demo" / "app.py"
@@ -35,16 +36,10 @@ FLAGS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def demo(tmp_path):
     pytest.importorskip("bgcb_diskcache", reason="bgcb-diskcache is not installed")
-    port = _free_port()
+    port = free_port()
     env = dict(
         os.environ,
         BGCB_BACKEND="diskcache",
@@ -91,16 +86,6 @@ def browser(tmp_path):
     driver.quit()
 
 
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def test_progress_bar_with_cancel(demo, browser, tmp_path) -> None:
     from selenium.webdriver.common.by import By
 
@@ -108,16 +93,21 @@ def test_progress_bar_with_cancel(demo, browser, tmp_path) -> None:
 
     url, directory = demo
     browser.get(url)
-    run = _wait(lambda: browser.find_elements(By.ID, "progress-run"), 30, "the page")[0]
+    run = wait_for(lambda: browser.find_elements(By.ID, "progress-run"), 30, "the page", interval=0.05)[0]
     bar = browser.find_element(By.ID, "progress-bar")
     cancel = browser.find_element(By.ID, "progress-cancel")
     assert run.is_enabled() and not cancel.is_enabled()
 
     run.click()
-    _wait(lambda: not run.is_enabled(), 10, "the button to be disabled while the job runs")
+    wait_for(lambda: not run.is_enabled(), 10, "the button to be disabled while the job runs", interval=0.05)
     assert cancel.is_enabled()
     values = [int(float(bar.get_attribute("value") or 0))]
-    _wait(lambda: values.append(int(float(bar.get_attribute("value") or 0))) or values[-1] >= 3, 20, "the bar to advance")
+    wait_for(
+        lambda: values.append(int(float(bar.get_attribute("value") or 0))) or values[-1] >= 3,
+        20,
+        "the bar to advance",
+        interval=0.05,
+    )
     assert values == sorted(values), f"the bar went backwards: {values}"
     assert bar.is_displayed()
     shot = tmp_path / "demo-progress.png"
@@ -126,9 +116,9 @@ def test_progress_bar_with_cancel(demo, browser, tmp_path) -> None:
         shutil.copy(shot, os.environ["BGCB_SCREENSHOT"])
 
     cancel.click()
-    _wait(lambda: run.is_enabled(), 5, "the button to be enabled again after cancel")
+    wait_for(lambda: run.is_enabled(), 5, "the button to be enabled again after cancel", interval=0.05)
     store = Store(str(directory))
-    _wait(lambda: not store.running(), 2, "the job to stop in its worker")
+    wait_for(lambda: not store.running(), 2, "the job to stop in its worker", interval=0.05)
     stopped_at = int(float(bar.get_attribute("value") or 0))
     time.sleep(1.5)  # the job would advance the bar every 0.5 s if it were still running
     assert int(float(bar.get_attribute("value") or 0)) == stopped_at

@@ -26,16 +26,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from bgcb_testing import LiveServer  # noqa: F401  (re-exported for the Celery tests)
+from bgcb_testing.server import free_port  # noqa: F401  (re-exported for the Celery tests)
 
 HERE = Path(__file__).resolve().parent
 APPS = HERE / "apps"
 FEATURE_APPS = HERE.parent / "apps"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def redis_server_executable() -> str:

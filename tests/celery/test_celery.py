@@ -14,6 +14,7 @@ import pytest
 from harness import LiveServer, delete_amqp_queue, rabbitmq_url, start_worker
 
 from bgcb_testing import DashClient
+from bgcb_testing.server import wait_for
 
 
 def _record(redis_client, job: str, prefix: str = "bgcb"):
@@ -21,16 +22,6 @@ def _record(redis_client, job: str, prefix: str = "bgcb"):
 
     raw = redis_client.get(f"{prefix}:rec:{job.split('~')[0]}")
     return Record.decode(raw) if raw else None
-
-
-def _wait(predicate, timeout: float, what: str, step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
 def _running(redis_client, job: str):
@@ -78,7 +69,7 @@ def test_cancel_running_job_stops_within_one_second(client: DashClient, redis_cl
     ticks = tmp_path / "ticks"
     outputs, inputs, state = [("ticker-out", "children")], [("ticker-btn", "n_clicks", 1)], [("ticker-file", "value", str(ticks))]
     handles = client.start(outputs, inputs, state)
-    _wait(lambda: ticks.exists() and ticks.read_text().count("\n") >= 3, 15, "the ticker job to run")
+    wait_for(lambda: ticks.exists() and ticks.read_text().count("\n") >= 3, 15, "the ticker job to run", interval=0.05)
     cancelled_at = time.time()
     resp = client.cancel(("ticker-cancel", "n_clicks"), handles["job"])
     assert resp.status in (200, 204)
@@ -102,7 +93,7 @@ def test_cancel_queued_job_never_runs(client: DashClient, cel_app, worker, redis
         )
         blockers.append((handles, ticks))
     for _handles, ticks in blockers:
-        _wait(lambda t=ticks: t.exists(), 15, "the blocking jobs to run")
+        wait_for(lambda t=ticks: t.exists(), 15, "the blocking jobs to run", interval=0.05)
     marker = tmp_path / "marker"
     outputs, inputs, state = (
         [("marker-out", "children")],
@@ -129,7 +120,7 @@ def test_killed_worker_process_is_an_error_within_five_seconds(client: DashClien
     ticks = tmp_path / "ticks"
     outputs, inputs, state = [("ticker-out", "children")], [("ticker-btn", "n_clicks", 3)], [("ticker-file", "value", str(ticks))]
     handles = client.start(outputs, inputs, state)
-    record = _wait(lambda: _running(redis_client, handles["job"]), 15, "the job to start")
+    record = wait_for(lambda: _running(redis_client, handles["job"]), 15, "the job to start", interval=0.05)
     pid = int(record.body["worker"].rsplit(":", 1)[1])
     os.kill(pid, signal.SIGKILL)
     killed = time.monotonic()
@@ -151,7 +142,7 @@ def test_killed_worker_host_loses_no_job(redis_server, redis_client) -> None:
         client = DashClient.http(server.url).load()
         long_out, long_in = [("k-out", "children")], [("k-btn", "n_clicks", 1)]
         handles = client.start(long_out, long_in)
-        _wait(lambda: _record(redis_client, handles["job"], "bgcb-kill"), 15, "the long job to start")
+        wait_for(lambda: _record(redis_client, handles["job"], "bgcb-kill"), 15, "the long job to start", interval=0.05)
         os.killpg(first.pid, signal.SIGKILL)
         killed = time.monotonic()
         first.proc.wait(5)
@@ -227,7 +218,12 @@ def test_redis_restart_with_jobs_queued_and_running(client: DashClient, cel_serv
         u.start(outputs, [("stepper-btn", "n_clicks", 1)], [("stepper-in", "value", v)])
         for u, v in zip(users, values, strict=True)
     ]
-    _wait(lambda: _running(redis_client, handles[0]["job"]) and _running(redis_client, handles[1]["job"]), 15, "two jobs running")
+    wait_for(
+        lambda: _running(redis_client, handles[0]["job"]) and _running(redis_client, handles[1]["job"]),
+        15,
+        "two jobs running",
+        interval=0.05,
+    )
     assert _record(redis_client, handles[3]["job"]) is None, "the last job is still queued"
 
     during: list = []
@@ -282,6 +278,6 @@ def test_rabbitmq_as_broker(rabbit) -> None:
     assert run.output("r-out", "children") == "rabbit 3"
     outputs, inputs = [("r-slow-out", "children")], [("r-slow", "n_clicks", 1)]
     handles = client.start(outputs, inputs)
-    _wait(lambda: client.poll(handles, outputs, inputs).body.get("progress"), 15, "progress over RabbitMQ")
+    wait_for(lambda: client.poll(handles, outputs, inputs).body.get("progress"), 15, "progress over RabbitMQ", interval=0.05)
     client.cancel(("r-cancel", "n_clicks"), handles["job"])
     assert client.run(outputs, inputs, handles=handles, timeout=5).final.status == 204

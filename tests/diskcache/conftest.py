@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,14 +19,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from bgcb_testing.server import free_port, wait_for  # noqa: F401  (the tests import them from here)
+
 APPS = Path(__file__).parent / "apps"
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_http(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
@@ -122,13 +117,3 @@ def served(tmp_path_factory) -> Iterator[Served]:
     app = serve_script(APPS / "dc_app.py", tmp / "store", tmp)
     yield app
     stop_tree(app.proc)
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
