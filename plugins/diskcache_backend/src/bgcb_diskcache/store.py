@@ -285,11 +285,9 @@ class Store:
         when still running, and drop them from ``running``. With ``kill``, the
         worker is SIGKILLed inside the transaction, so it cannot have moved on
         to another job in between."""
-        ended: list[str] = []
         with self.cache.transact(retry=True):
             sched = self._sched()
-            running = sched["running"]
-            mine = [j for j, e in running.items() if e.get("pid") == pid and (only is None or j == only)]
+            mine = [j for j, e in sched["running"].items() if e.get("pid") == pid and (only is None or j == only)]
             if not mine:
                 return []
             if kill:
@@ -297,29 +295,25 @@ class Store:
                     os.kill(pid, 9)
                 except ProcessLookupError:
                     pass
-            for job_id in mine:
-                record = self.record(job_id)
-                if record is not None and record["status"]["state"] == State.RUNNING.value:
-                    self._end(job_id, record, outcome, sched)
-                running.pop(job_id, None)
-                ended.append(job_id)
-            self._set(SCHED, sched)
-        return ended
+            return self._end_listed(sched, mine, outcome)
 
     def recover(self, outcome: Outcome) -> list[str]:
         """End every job listed as running: its pool stopped or died before
         this one started."""
-        ended: list[str] = []
         with self.cache.transact(retry=True):
             sched = self._sched()
-            for job_id in list(sched["running"]):
-                record = self.record(job_id)
-                if record is not None and record["status"]["state"] == State.RUNNING.value:
-                    self._end(job_id, record, outcome, sched)
-                sched["running"].pop(job_id, None)
-                ended.append(job_id)
-            self._set(SCHED, sched)
-        return ended
+            return self._end_listed(sched, list(sched["running"]), outcome)
+
+    def _end_listed(self, sched: dict[str, Any], job_ids: list[str], outcome: Outcome) -> list[str]:
+        """End ``job_ids`` with ``outcome`` where still running and drop them
+        from ``running``; the caller holds the transaction."""
+        for job_id in job_ids:
+            record = self.record(job_id)
+            if record is not None and record["status"]["state"] == State.RUNNING.value:
+                self._end(job_id, record, outcome, sched)
+            sched["running"].pop(job_id, None)
+        self._set(SCHED, sched)
+        return job_ids
 
     def beat(self, workers: int) -> None:
         self._set(POOL, {"pid": os.getpid(), "beat": time.time(), "workers": workers})
