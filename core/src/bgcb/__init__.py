@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .contract import BackendPlugin
 from .errors import BackendInvalid, BackendLoadError, BackendNotFound, BgcbError, ConfigurationError
-from .hookspecs import hookimpl
+from .hookspecs import CONTRACT_VERSION, hookimpl
 from .jobs import Job, Outcome, Snapshot, State, Status, new_job_id
+from .record import Stored
 
 __version__ = "0.1.0"
 
@@ -21,13 +23,16 @@ __all__ = [
     "BackendInvalid",
     "BackendLoadError",
     "BackendNotFound",
+    "BackendPlugin",
     "BgcbError",
+    "CONTRACT_VERSION",
     "ConfigurationError",
     "Job",
     "Outcome",
     "Snapshot",
     "State",
     "Status",
+    "Stored",
     "hookimpl",
     "manager",
     "new_job_id",

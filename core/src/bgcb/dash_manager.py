@@ -196,8 +196,8 @@ def _to_dash(outcome: Outcome) -> Any:
     """An outcome as the value Dash expects back from ``get_result``."""
     if outcome.kind == "no_update":
         return dict(compat.NO_UPDATE)
-    if outcome.kind == "error":
-        return {compat.ERROR_KEY: dict(outcome.error or {"msg": "", "tb": ""})}
+    if outcome.error is not None:  # an error, a timeout or a lost worker
+        return {compat.ERROR_KEY: {"msg": outcome.error.get("msg", ""), "tb": outcome.error.get("tb", "")}}
     return outcome.value
 
 

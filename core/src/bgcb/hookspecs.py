@@ -1,210 +1,334 @@
 """The contract between bgcb and its plugins, as pluggy hook specifications.
 
-There are two kinds of plugin.
+This module is the reference manual of the contract (version
+:data:`CONTRACT_VERSION`). There are two kinds of plugin.
 
-**A backend** is a store, a queue and a worker loop. Exactly one is active per
-manager, so its hooks are ``firstresult``. A backend is published as a
-distribution (``bgcb-<name>`` by convention) with an entry point in the group
-``bgcb.backends``; the entry point names a class (or a zero-argument factory)
-whose instances carry the hook implementations, marked with
-:data:`bgcb.hookimpl`::
+**A backend** is storage, a queue and a worker loop — nothing more. The core
+(:class:`bgcb.lifecycle.Lifecycle`) owns a job's life: it mints and checks job
+ids, encodes jobs, updates and outcomes as JSON, runs the state machine with
+the backend's compare-and-set, writes progress and set_props through the
+store, enforces timeouts, declares jobs of dead workers lost and tells
+observers, exactly once. A backend stores opaque JSON text by job id, queues
+ids in FIFO order, runs a worker loop that hands each id to
+``jobs.execute(job_id)``, and can hard-stop a running job.
+
+A backend is a class whose methods are marked with :data:`bgcb.hookimpl`,
+published under the entry-point group ``bgcb.backends``::
 
     [project.entry-points."bgcb.backends"]
     mine = "bgcb_mine:MineBackend"
 
-One instance is made per :func:`bgcb.manager` call, so a backend keeps its
-connections on ``self``. A backend never runs Dash code itself: its worker
-loop hands each job to :func:`bgcb.runner.run` with a :class:`Channel`, and
-stores what comes back. Required hooks are listed in :data:`REQUIRED`; a
-backend lacking one is refused when it is loaded.
+One instance is made per distinct ``(name, options)`` in a process and shared
+by every manager asking for it. When it is loaded the core checks it the way
+pluggy hosts do: every hook in :data:`REQUIRED` must be a registered hook
+implementation, every ``bgcb_*`` attribute must be a known hook marked with
+``@hookimpl``, signatures must match (pluggy's validation) and nothing may be
+left unverified (``check_pending()``). :class:`bgcb.contract.BackendPlugin`
+is the same contract as a typed Protocol.
 
-**An observer** listens to job events (metrics, logging, audit). Any number
-may be installed, through the entry-point group ``bgcb.plugins`` or
-:func:`bgcb.provider.register_observer`. Observer hooks are called in the web
-process (submitted, cancelled) and in the worker (started, finished), so
-observers are loaded in both.
+Who calls what: the **web process** (Dash's requests, many threads at once)
+calls ``enqueue``, ``read``, ``cas``, ``load``, ``stop``, ``cache_get``,
+``shared_secret``; the **worker** (the backend's own loop, through
+``jobs.execute``) calls ``load``, ``cas``, ``append``, ``read``,
+``cache_put``; the **CLI** calls ``active``, ``read`` and ``run_worker``. Every
+hook may be called from several threads at once unless it says otherwise.
+Before any hook that takes a ``job_id`` runs, the core has checked that it
+is an id of the shape :func:`bgcb.jobs.new_job_id` makes: a backend never sees
+a forged or malformed handle, though it may see well-formed ids it does not
+know (answer as for an expired record).
 
-Rules every backend follows (the conformance kit in ``bgcb-testing`` checks
-them):
+**An observer** listens to job events (metrics, tracing, logging, audit).
+Any number may be installed: through the entry-point group ``bgcb.plugins``,
+or :func:`bgcb.observers.register` (at any time; registering after the first
+manager works, and :func:`bgcb.observers.unregister` undoes it). Events are
+fired by the core, once per job and event, in whichever process saw it happen:
+``submitted`` and ``cancelled`` in the web process, ``started`` in the worker,
+``finished`` wherever the job reached its terminal state (the worker, or the
+process that noticed a cancel, a timeout or a dead worker). An observer that
+raises is logged and skipped; it never breaks a job.
 
-- payloads are JSON; never unpickle anything from the store;
-- job ids come from :func:`bgcb.jobs.new_job_id`; ids the backend did not
-  create are ``unknown`` and cancelling them does nothing;
-- jobs start in FIFO order with bounded concurrency;
-- results are kept per job id; with ``job.cache`` they are also kept under
-  ``job.cache_key`` (for ``job.cache_expire`` seconds) for :func:`bgcb_cached`;
-- every job reaches a terminal state, even when its worker dies;
-- a job past ``job.timeout`` seconds is stopped and fails with an error.
+Deprecation path: a hook that is renamed or removed keeps its specification
+here for one minor version with ``warn_on_impl``, so that a backend still
+implementing it gets a :class:`DeprecationWarning` naming the replacement
+when it is registered. :data:`V1_HOOKS` are the hooks of contract 1, which
+the core no longer calls.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import pluggy
 
 if TYPE_CHECKING:
-    from .jobs import Job, Outcome, Snapshot, Status, Update
+    from .jobs import Job, Outcome, State
+    from .lifecycle import Lifecycle
+    from .record import Stored
 
 PROJECT = "bgcb"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
+#: The contract's version: 2 moved the job lifecycle from the backends to the core.
+CONTRACT_VERSION = 2
+
 #: Hooks every backend must implement.
-REQUIRED = (
-    "bgcb_submit",
-    "bgcb_status",
-    "bgcb_progress",
-    "bgcb_result",
-    "bgcb_cancel",
-)
+REQUIRED = ("bgcb_enqueue", "bgcb_read", "bgcb_load", "bgcb_cas", "bgcb_append")
+
+#: Hooks a backend implements together or not at all.
+PAIRS = (("bgcb_cache_put", "bgcb_cache_get"),)
+
+#: The process a backend instance is configured for (see :func:`BackendSpec.bgcb_configure`).
+Role = Literal["web", "worker", "cli"]
 
 
-class Channel(Protocol):
-    """What the runner writes to while a job runs; the backend implements it.
-
-    Each call should reach the store promptly, so that the browser's next
-    poll sees it. Values are already JSON-compatible.
-    """
-
-    def progress(self, value: list[Any]) -> None:
-        """Record a progress update (``set_progress`` in the callback)."""
-
-    def set_props(self, component_id: str, props: dict[str, Any]) -> None:
-        """Record a ``set_props`` update; every update is kept, in order."""
-
-    def cancelled(self) -> bool:
-        """Whether the job was cancelled: the runner then stops the callback
-        at its next progress or set_props call (cooperative cancel)."""
+def _v1(name: str, instead: str) -> Any:
+    return DeprecationWarning(
+        f"bgcb: {name} is a hook of bgcb's backend contract 1, which the core no longer calls; "
+        f"{instead}. See docs/writing-a-backend.md, 'Moving from contract 1'."
+    )
 
 
-# -- backend: configuration and life cycle ----------------------------------
+#: Contract-1 hooks and what replaces each; their specs below warn when implemented.
+V1_HOOKS: dict[str, str] = {
+    "bgcb_submit": "implement bgcb_enqueue (the core mints the id and encodes the job)",
+    "bgcb_status": "implement bgcb_read (the core builds the Status)",
+    "bgcb_progress": "implement bgcb_append and drain in bgcb_read",
+    "bgcb_result": "implement bgcb_read (the outcome is part of the record's data)",
+    "bgcb_cancel": "implement bgcb_cas and optionally bgcb_stop (the core runs cancel)",
+    "bgcb_poll": "implement bgcb_read, one round trip by itself",
+    "bgcb_cached": "implement bgcb_cache_put and bgcb_cache_get",
+    "bgcb_jobs": "implement bgcb_active",
+}
 
 
-@hookspec(firstresult=True)
-def bgcb_options() -> Mapping[str, Any]:
-    """Return the backend's options and their defaults.
+class BackendSpec:
+    """Hooks of a backend. All are ``firstresult``: one backend per plugin manager."""
 
-    Users set them as keyword arguments of :func:`bgcb.manager` or as
-    ``BGCB_<BACKEND>_<OPTION>`` environment variables; values from the
-    environment are converted to the type of the default (``int``, ``float``,
-    ``bool``; ``str`` when the default is ``None``). Unknown option names are
-    refused with the list of known ones. Return ``{}`` for none.
-    """
+    # -- configuration and life ------------------------------------------------
+
+    @hookspec(firstresult=True)
+    def bgcb_options(self) -> Mapping[str, Any]:
+        """Return the backend's own options and their defaults (``{}`` for none).
+
+        Called once, by the core, when the backend is loaded, before
+        :meth:`bgcb_configure`. Defaults must be ``int``, ``float``, ``bool``,
+        ``str`` or ``None``: users set options as keyword arguments of
+        :func:`bgcb.manager` or as ``BGCB_<BACKEND>_<OPTION>`` variables,
+        converted to the default's type (``str`` when it is ``None``). The
+        core adds its own lifecycle options (``result_ttl``, ``job_ttl``,
+        ``cancel_grace``; :mod:`bgcb.defaults`) to every backend; a backend
+        must not declare them.
+        """
+
+    @hookspec
+    def bgcb_configure(self, options: dict[str, Any], role: Role, jobs: Lifecycle) -> None:
+        """Open connections and get ready; called once, by the core, before any other hook but ``bgcb_options``.
+
+        :param options: every option of :meth:`bgcb_options`, resolved (the
+            core's lifecycle options are not included).
+        :param role: the process this instance serves: ``"web"`` (a Dash app
+            created it; it may start in-process workers if the backend has
+            such a mode), ``"worker"`` (``bgcb worker``, or a backend's own
+            pool process: never start another pool), ``"cli"`` (``bgcb jobs``,
+            ``bgcb doctor``: storage only, start nothing).
+        :param jobs: the core's lifecycle for this instance. The worker loop
+            calls ``jobs.execute(job_id)`` for each job it takes from the
+            queue, and ``jobs.lost(job_id, reason)`` when a worker it
+            supervises died while holding a job.
+        """
+
+    @hookspec(firstresult=True)
+    def bgcb_run_worker(self, app_module: str) -> bool | None:
+        """Optional: run the worker loop in this process until interrupted (``bgcb worker APP_MODULE``).
+
+        Called by the CLI, on the backend instance the app's managers
+        configured (role ``"worker"``), after ``app_module`` was imported, so
+        every callback of the app is registered. Return True when the loop
+        ended; leave the hook out if the backend's workers start otherwise.
+        """
+
+    @hookspec
+    def bgcb_close(self) -> None:
+        """Release connections and stop the threads or processes the backend owns.
+
+        Called once by the core (``DashManager.close()``, the CLI, tests);
+        no other hook is called afterwards.
+        """
+
+    # -- storage: records ----------------------------------------------------------
+
+    @hookspec(firstresult=True)
+    def bgcb_enqueue(self, job_id: str, job: str, data: str, timeout: float | None, ttl: float) -> None:
+        """Store a new record in state ``"queued"`` and put ``job_id`` at the back of the queue.
+
+        Called by the core in the web process (a Dash request: must return
+        quickly; never run the job here or fork per job).
+
+        :param job_id: a fresh id from :func:`bgcb.jobs.new_job_id`.
+        :param job: the job as JSON text; returned unchanged by :meth:`bgcb_load`.
+        :param data: the core's status data as JSON text; returned unchanged
+            by :meth:`bgcb_read` until a :meth:`bgcb_cas` replaces it.
+        :param timeout: seconds the job may run once started, or None. The
+            core enforces it; a backend that can hard-stop should also stop
+            the job's execution ``timeout + cancel_grace`` seconds after it
+            started (``jobs.lost`` then records the timeout).
+        :param ttl: seconds the record is kept while it is not terminal.
+
+        Store and queue together (or queue only after storing), so that a
+        worker never takes an id without a record; raise an exception with a
+        clear message when the store or queue is unreachable.
+        """
+
+    @hookspec(firstresult=True)
+    def bgcb_read(self, job_id: str, drain: bool) -> Stored | None:
+        """Return the record of ``job_id`` as a :class:`bgcb.record.Stored`, or None if unknown or expired.
+
+        Called by the core for every browser poll (``drain=True``), for
+        cancel, for ``bgcb jobs``, and by the worker's channel to see a cancel
+        (``drain=False``). Ideally one store round trip.
+
+        :param drain: also return the updates appended since the last drain,
+            oldest first, and remove them (each update is delivered once).
+        :returns: ``Stored(state, data, updates, position, alive)``: ``state``
+            and ``data`` as last written; ``position`` the 0-based place in the
+            queue while queued, if the backend knows it; ``alive`` False when
+            the backend knows the worker running the job is gone (a missing
+            heartbeat, a dead pool), True when it knows it is alive, None if it
+            cannot tell.
+        """
+
+    @hookspec(firstresult=True)
+    def bgcb_load(self, job_id: str) -> str | None:
+        """Return the job JSON text stored by :meth:`bgcb_enqueue`, or None if the record is gone.
+
+        Called by the core in the worker when it claims a job, and wherever
+        an observer needs the job (a cancel, a dead worker).
+        """
+
+    @hookspec(firstresult=True)
+    def bgcb_cas(self, job_id: str, expect: Sequence[str], state: str, data: str, ttl: float) -> bool:
+        """Atomically: if the record's state is one of ``expect``, set ``state`` and ``data``; return whether it did.
+
+        This is the one write of the state machine; the core never writes a
+        state without it, so a terminal state is final and exactly one
+        process wins each transition. Called by the core in any process.
+
+        :param ttl: seconds to keep the record from now on (the result TTL
+            once ``state`` is terminal). Updates and the job payload may be
+            dropped together with the record.
+
+        A backend with a queue removes ``job_id`` from it when the new state
+        is not ``"queued"``, so that a cancelled job never starts.
+        """
+
+    @hookspec(firstresult=True)
+    def bgcb_append(self, job_id: str, update: str, ttl: float) -> None:
+        """Append one progress or set_props update (JSON text) to the job's list; never drop or merge one.
+
+        Called by the core's channel in the worker, in the order the callback
+        made the updates, from the job's thread only. ``ttl`` bounds how long
+        undrained updates are kept.
+        """
+
+    # -- execution and storage: optional -----------------------------------------
+
+    @hookspec(firstresult=True)
+    def bgcb_stop(self, job_id: str, after: float) -> None:
+        """Optional: hard-stop the job's execution if it still runs ``after`` seconds from now.
+
+        Called by the core in the web process when a cancel ended a running
+        job (``after`` = ``cancel_grace``: the callback may stop by itself at
+        its next progress or set_props call) and when a poll found a job past
+        its timeout (``after`` = 0). The record is already terminal; a
+        backend only frees the worker (kill the process, revoke the task).
+        Without it, stopping is cooperative only.
+        """
+
+    @hookspec(firstresult=True)
+    def bgcb_cache_put(self, cache_key: str, outcome: str, ttl: float | None) -> None:
+        """Optional (with :meth:`bgcb_cache_get`): keep a successful outcome (JSON text) under ``cache_key``.
+
+        Called by the core in the worker, only for jobs submitted with
+        ``cache_by`` that succeeded and won their final compare-and-set.
+        ``ttl`` is Dash's ``expire`` in seconds (None: the core's job TTL).
+        """
+
+    @hookspec(firstresult=True)
+    def bgcb_cache_get(self, cache_key: str) -> str | None:
+        """Optional: the outcome JSON text kept under ``cache_key``, or None if absent or expired."""
+
+    @hookspec(firstresult=True)
+    def bgcb_active(self) -> list[str] | None:
+        """Optional: ids of queued and running jobs, running first, then queued in queue order (``bgcb jobs``)."""
+
+    @hookspec(firstresult=True)
+    def bgcb_shared_secret(self, generate: Callable[[], bytes]) -> bytes | None:
+        """Optional: the secret Dash 4.4+ signs job handles with, shared by every web process.
+
+        Store ``generate()`` if no secret is stored yet, atomically (the first
+        writer wins), and return the stored one. Without it each web process
+        has its own secret (set ``server.secret_key`` for several processes).
+        """
+
+    # -- contract 1 (deprecated: not called; implementing one warns) ---------------
+
+    @hookspec(warn_on_impl=_v1("bgcb_submit", V1_HOOKS["bgcb_submit"]))
+    def bgcb_submit(self, job: Job) -> str:
+        """Contract 1; replaced by :meth:`bgcb_enqueue`."""
+
+    @hookspec(warn_on_impl=_v1("bgcb_status", V1_HOOKS["bgcb_status"]))
+    def bgcb_status(self, job_id: str) -> Any:
+        """Contract 1; replaced by :meth:`bgcb_read`."""
+
+    @hookspec(warn_on_impl=_v1("bgcb_progress", V1_HOOKS["bgcb_progress"]))
+    def bgcb_progress(self, job_id: str) -> Any:
+        """Contract 1; replaced by :meth:`bgcb_append` and :meth:`bgcb_read`."""
+
+    @hookspec(warn_on_impl=_v1("bgcb_result", V1_HOOKS["bgcb_result"]))
+    def bgcb_result(self, job_id: str) -> Any:
+        """Contract 1; replaced by :meth:`bgcb_read`."""
+
+    @hookspec(warn_on_impl=_v1("bgcb_cancel", V1_HOOKS["bgcb_cancel"]))
+    def bgcb_cancel(self, job_id: str) -> Any:
+        """Contract 1; replaced by :meth:`bgcb_cas` and :meth:`bgcb_stop`."""
+
+    @hookspec(warn_on_impl=_v1("bgcb_poll", V1_HOOKS["bgcb_poll"]))
+    def bgcb_poll(self, job_id: str) -> Any:
+        """Contract 1; replaced by :meth:`bgcb_read`."""
+
+    @hookspec(warn_on_impl=_v1("bgcb_cached", V1_HOOKS["bgcb_cached"]))
+    def bgcb_cached(self, cache_key: str) -> Any:
+        """Contract 1; replaced by :meth:`bgcb_cache_get`."""
+
+    @hookspec(warn_on_impl=_v1("bgcb_jobs", V1_HOOKS["bgcb_jobs"]))
+    def bgcb_jobs(self) -> Any:
+        """Contract 1; replaced by :meth:`bgcb_active`."""
 
 
-@hookspec
-def bgcb_configure(options: dict[str, Any], hook: Any) -> None:
-    """Open connections and get ready, once, before any other call.
+class ObserverSpec:
+    """Hooks of an observer; every installed observer hears every event."""
 
-    ``options`` holds every option from :func:`bgcb_options`, resolved.
-    ``hook`` is the plugin manager's hook relay; a worker loop passes it to
-    :func:`bgcb.runner.run` so that observers hear about jobs.
-    """
+    @hookspec
+    def bgcb_job_submitted(self, job_id: str, job: Job) -> None:
+        """A job was queued. Called in the web process, once per job, after the backend stored it."""
 
+    @hookspec
+    def bgcb_job_started(self, job_id: str, job: Job) -> None:
+        """A worker claimed the job and starts running it. Called in the worker, at most once per job."""
 
-@hookspec(firstresult=True)
-def bgcb_run_worker(app_module: str, options: dict[str, Any]) -> bool | None:
-    """Run a worker for ``bgcb worker APP_MODULE`` until interrupted.
+    @hookspec
+    def bgcb_job_finished(self, job_id: str, job: Job, outcome: Outcome, state: State, seconds: float) -> None:
+        """The job reached its terminal ``state`` with ``outcome``. Called exactly once per job that ended.
 
-    The worker must import ``app_module`` (so that Dash registers the app's
-    callbacks) before it takes jobs. Return True when done; a backend whose
-    workers are started otherwise may leave this hook out.
-    """
+        ``state`` is succeeded, failed, cancelled, timed_out or lost;
+        ``seconds`` is how long it ran (0 if it never started). Called in the
+        process whose compare-and-set made the job terminal: the worker, the
+        web process that cancelled it or saw it overdue or its worker gone,
+        or a backend's supervisor that saw the worker die.
+        """
 
-
-@hookspec
-def bgcb_close() -> None:
-    """Release connections and stop threads or processes the backend owns."""
-
-
-# -- backend: jobs -------------------------------------------------------------
-
-
-@hookspec(firstresult=True)
-def bgcb_submit(job: Job) -> str:
-    """Queue ``job`` and return its new id (from :func:`bgcb.jobs.new_job_id`).
-
-    Must not run the job in the caller's thread and must not fork per job:
-    the caller is a web request.
-    """
-
-
-@hookspec(firstresult=True)
-def bgcb_status(job_id: str) -> Status:
-    """Return the job's :class:`~bgcb.jobs.Status`; ``State.UNKNOWN`` for ids
-    this backend did not create or has forgotten (expired)."""
-
-
-@hookspec(firstresult=True)
-def bgcb_progress(job_id: str) -> list[Update]:
-    """Return the progress and set_props updates not delivered yet, oldest
-    first, and mark them delivered. ``[]`` when there are none."""
-
-
-@hookspec(firstresult=True)
-def bgcb_result(job_id: str) -> Outcome | None:
-    """Return the job's :class:`~bgcb.jobs.Outcome` once it has ended, else
-    None. Reading it does not remove it (it expires with the job's record).
-    A cancelled job may answer None or ``Outcome.cancelled()``; the browser
-    gets no update either way."""
-
-
-@hookspec(firstresult=True)
-def bgcb_cancel(job_id: str) -> bool:
-    """Stop the job: a queued job never starts; a running one is asked to stop
-    (its channel reports ``cancelled()``) and is forced to stop within a
-    bounded time. Return True if this call cancelled it; False when it had
-    ended already, was cancelled before, or is unknown. Idempotent."""
-
-
-# -- backend: optional ---------------------------------------------------------
-
-
-@hookspec(firstresult=True)
-def bgcb_poll(job_id: str) -> Snapshot | None:
-    """Optional: status, undelivered updates and outcome in one store round
-    trip. Without it the manager calls status, progress and result."""
-
-
-@hookspec(firstresult=True)
-def bgcb_cached(cache_key: str) -> Outcome | None:
-    """Optional: the outcome kept under ``cache_key`` by a job submitted with
-    ``job.cache``, if it has not expired. Without it nothing is reused."""
-
-
-@hookspec(firstresult=True)
-def bgcb_jobs() -> list[tuple[str, Status]] | None:
-    """Optional: the queued and running jobs, for ``bgcb jobs``."""
-
-
-@hookspec(firstresult=True)
-def bgcb_shared_secret(generate: Callable[[], bytes]) -> bytes | None:
-    """Optional: the secret Dash 4.4+ signs job handles with, shared by every
-    web process through the store. Store ``generate()`` if no secret is
-    stored yet (atomically: the first writer wins) and return the stored one."""
-
-
-# -- observers -----------------------------------------------------------------
-
-
-@hookspec
-def bgcb_job_submitted(job_id: str, job: Job) -> None:
-    """A job was queued (called in the web process)."""
-
-
-@hookspec
-def bgcb_job_started(job_id: str, job: Job) -> None:
-    """A worker started running the job (called in the worker)."""
-
-
-@hookspec
-def bgcb_job_finished(job_id: str, job: Job, outcome: Outcome, seconds: float) -> None:
-    """A job ended with ``outcome`` after ``seconds`` of running (called in the
-    worker, or wherever the backend noticed a dead worker)."""
-
-
-@hookspec
-def bgcb_job_cancelled(job_id: str) -> None:
-    """A cancel request stopped a job (called in the web process)."""
+    @hookspec
+    def bgcb_job_cancelled(self, job_id: str, job: Job) -> None:
+        """A cancel ended the job (before ``bgcb_job_finished`` for it). Called in the web process, once."""

@@ -41,13 +41,20 @@ def is_job_id(value: object) -> bool:
 
 
 class State(str, enum.Enum):
-    """Where a job is in its life. The last four are terminal or unknown."""
+    """Where a job is in its life: queued -> running -> one terminal state.
+
+    A queued job may also end cancelled or lost (its worker died after taking
+    it); ``unknown`` is not a state of a record but the answer for an id with
+    no record (never issued, or expired).
+    """
 
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    LOST = "lost"
     UNKNOWN = "unknown"
 
     @property
@@ -57,7 +64,11 @@ class State(str, enum.Enum):
 
     @property
     def terminal(self) -> bool:
-        return self in (State.SUCCEEDED, State.FAILED, State.CANCELLED)
+        return self in TERMINAL
+
+
+#: States a record never leaves.
+TERMINAL = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED, State.TIMED_OUT, State.LOST})
 
 
 @dataclass
@@ -90,14 +101,25 @@ class Job:
         return cls(**known)
 
 
-OutcomeKind = Literal["value", "no_update", "error", "cancelled"]
+OutcomeKind = Literal["value", "no_update", "error", "cancelled", "timeout", "lost"]
+#: Outcome kinds by the terminal state they put a job in.
+_STATE_OF = {
+    "value": State.SUCCEEDED,
+    "no_update": State.SUCCEEDED,
+    "error": State.FAILED,
+    "cancelled": State.CANCELLED,
+    "timeout": State.TIMED_OUT,
+    "lost": State.LOST,
+}
 
 
 @dataclass
 class Outcome:
-    """How a job ended: a value, no_update (PreventUpdate), an error, or cancelled.
+    """How a job ended: a value, no_update (PreventUpdate), an error, cancelled,
+    a timeout, or lost (its worker died).
 
-    ``value`` is JSON-compatible; ``error`` is ``{"msg": str, "tb": str}``.
+    ``value`` is JSON-compatible; ``error`` is ``{"msg": str, "tb": str}`` for
+    the three kinds the browser shows as an error (error, timeout, lost).
     """
 
     kind: OutcomeKind
@@ -120,15 +142,23 @@ class Outcome:
     def cancelled(cls) -> Outcome:
         return cls("cancelled")
 
+    @classmethod
+    def timed_out(cls, msg: str) -> Outcome:
+        return cls("timeout", error={"msg": msg, "tb": ""})
+
+    @classmethod
+    def lost(cls, msg: str) -> Outcome:
+        return cls("lost", error={"msg": msg, "tb": ""})
+
     @property
     def state(self) -> State:
         """The terminal state a job with this outcome ends in."""
-        return {
-            "value": State.SUCCEEDED,
-            "no_update": State.SUCCEEDED,
-            "error": State.FAILED,
-            "cancelled": State.CANCELLED,
-        }[self.kind]
+        return _STATE_OF[self.kind]
+
+    @property
+    def succeeded(self) -> bool:
+        """A value or no_update: the only outcomes kept for ``cache_by`` reuse."""
+        return self.state is State.SUCCEEDED
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

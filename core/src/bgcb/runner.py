@@ -1,10 +1,10 @@
 """Run one job inside a worker, the same way for every backend.
 
-A backend's worker loop calls :func:`run` with the job and a
-:class:`~bgcb.hookspecs.Channel`; the runner rebuilds Dash's callback context,
-calls the user's function (awaiting coroutine functions), streams progress
-and set_props through the channel, and returns the :class:`Outcome` for the
-backend to store. Backends never reimplement any of this.
+The core's :meth:`bgcb.lifecycle.Lifecycle.execute` calls :func:`run` with
+the job and a channel to the store; the runner rebuilds Dash's callback
+context, calls the user's function (awaiting coroutine functions), streams
+progress and set_props through the channel, and returns the :class:`Outcome`.
+Backends never call it themselves.
 """
 
 from __future__ import annotations
@@ -15,13 +15,27 @@ import inspect
 import json
 import time
 import traceback
-from typing import Any
+from typing import Any, Protocol
 
 from plotly.io.json import to_json_plotly
 
 from . import _dash_compat as compat
-from .hookspecs import Channel
 from .jobs import Job, Outcome
+from .lifecycle import timeout_outcome
+
+__all__ = ["Channel", "JobStopped", "run", "timeout_outcome", "to_jsonable", "unregistered_outcome"]
+
+
+class Channel(Protocol):
+    """Where the runner writes while a job runs (:class:`bgcb.channel.StoreChannel` in workers)."""
+
+    def progress(self, value: list[Any]) -> None: ...
+
+    def set_props(self, component_id: str, props: dict[str, Any]) -> None: ...
+
+    def cancelled(self) -> bool:
+        """Whether the job stopped running (cancelled, timed out, lost): the callback is stopped."""
+        ...
 
 
 class JobStopped(BaseException):
@@ -37,15 +51,6 @@ def to_jsonable(value: Any) -> Any:
     """``value`` as plain JSON data, encoded the way Dash encodes outputs
     (Plotly's encoder: figures, numpy arrays, pandas objects, dates)."""
     return json.loads(to_json_plotly(value))
-
-
-def timeout_outcome(seconds: float) -> Outcome:
-    """The error a job ends with when it runs past its timeout."""
-    return Outcome.failure(
-        f"Background callback timed out: it ran longer than its timeout of "
-        f"{seconds:g} s and was stopped. Raise bgcb.manager(timeout=...) if it "
-        f"needs longer.",
-    )
 
 
 def unregistered_outcome(key: str) -> Outcome:
@@ -74,22 +79,13 @@ class _Guard:
             raise JobStopped(Outcome.cancelled())
 
 
-def run(job: Job, channel: Channel, hook: Any = None, job_id: str = "") -> Outcome:
+def run(job: Job, channel: Channel, *, stop_errors: tuple[type[BaseException], ...] = ()) -> Outcome:
     """Run ``job`` and return how it ended; never raises for the callback's sake.
 
-    ``hook`` is the plugin manager's hook relay (observers hear
-    ``bgcb_job_started``/``bgcb_job_finished``); ``job_id`` names the job to them.
+    ``stop_errors`` are exceptions a backend raises inside the callback to
+    stop it at its timeout (Celery's ``SoftTimeLimitExceeded``): the job
+    then ends timed out, not failed.
     """
-    if hook is not None:
-        hook.bgcb_job_started(job_id=job_id, job=job)
-    started = time.monotonic()
-    outcome = _run(job, channel)
-    if hook is not None:
-        hook.bgcb_job_finished(job_id=job_id, job=job, outcome=outcome, seconds=time.monotonic() - started)
-    return outcome
-
-
-def _run(job: Job, channel: Channel) -> Outcome:
     found = compat.find_function(job.callback)
     if found is None:
         return unregistered_outcome(job.callback)
@@ -128,6 +124,8 @@ def _run(job: Job, channel: Channel) -> Outcome:
         return stop.outcome
     except compat.PreventUpdate:
         return Outcome.no_update()
+    except stop_errors:
+        return timeout_outcome(job.timeout or 0)
     except Exception as exc:  # the user's error, reported to the browser
         return Outcome.failure(str(exc) or type(exc).__name__, traceback.format_exc())
     try:

@@ -1,0 +1,32 @@
+"""Named defaults of the core, in one place.
+
+The first three are the core's lifecycle options: every backend accepts them
+(``bgcb.manager(result_ttl=...)`` or ``BGCB_<BACKEND>_RESULT_TTL``).
+"""
+
+from __future__ import annotations
+
+#: Seconds a finished job's record (and its outcome) is kept.
+RESULT_TTL = 3600.0
+#: Seconds a queued or running job's record is kept: a bound on abandoned records.
+JOB_TTL = 86400.0
+#: Seconds a cancelled or timed-out job may take to stop by itself before the backend hard-stops it.
+CANCEL_GRACE = 0.5
+
+#: The core's lifecycle options and their defaults, added to every backend's own.
+LIFECYCLE_OPTIONS: dict[str, float] = {
+    "result_ttl": RESULT_TTL,
+    "job_ttl": JOB_TTL,
+    "cancel_grace": CANCEL_GRACE,
+}
+
+#: Seconds the worker's channel trusts a state it read before reading it again
+#: (a callback reporting progress every millisecond must not hammer the store).
+CHANNEL_FRESH = 0.2
+#: Seconds past its deadline (timeout + cancel_grace) before a poll declares a running job timed out.
+OVERDUE_SLACK = 0.5
+#: Attempts at a compare-and-set that races another writer (cancel vs. claim).
+CAS_ATTEMPTS = 3
+
+#: Set to 1 to log every hook call (name, arguments, result, time) to the ``bgcb.hooks`` logger on stderr.
+ENV_TRACE = "BGCB_TRACE_HOOKS"

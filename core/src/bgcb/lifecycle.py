@@ -1,0 +1,228 @@
+"""A job's life, written once for every backend.
+
+:class:`Lifecycle` is what the Dash manager, the CLI and a backend's worker
+loop talk to. It mints and checks ids, encodes jobs and outcomes as JSON,
+moves records through the state machine with the backend's compare-and-set::
+
+    queued ──▶ running ──▶ succeeded | failed | cancelled | timed_out | lost
+       └──────────────────▶ cancelled | lost
+
+and keeps its invariants: a terminal state is final (every write is a
+compare-and-set from the states it may leave); only successful outcomes are
+cached, and only by the worker whose result stood; cancel is idempotent;
+every observer event fires once, from the process whose write won.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import defaults, observers
+from .channel import StoreChannel
+from .jobs import Job, Outcome, Snapshot, State, Status, is_job_id, new_job_id
+from .record import Data, Stored, decode_updates, dumps, loads
+
+ACTIVE = (State.QUEUED.value, State.RUNNING.value)
+
+
+def worker_name() -> str:
+    """``host:pid`` of this process, read at call time (pool processes fork)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def lost_outcome(reason: str) -> Outcome:
+    """The error a job ends with when its worker died before finishing it."""
+    return Outcome.lost(
+        f"The worker running this background callback stopped without finishing it: {reason}. "
+        "Common causes: the process ran out of memory, crashed in native code, or was killed. "
+        "The job was not retried; trigger the callback again."
+    )
+
+
+def timeout_outcome(seconds: float) -> Outcome:
+    """The error a job ends with when it runs past its timeout."""
+    return Outcome.timed_out(
+        f"Background callback timed out: it ran longer than its timeout of {seconds:g} s and was stopped. "
+        "Raise bgcb.manager(timeout=...) if it needs longer."
+    )
+
+
+class Lifecycle:
+    """The core's view of one configured backend: jobs in, snapshots out.
+
+    Built by :func:`bgcb.provider.load`; ``hook`` is the backend's hook relay.
+    Every method may be called from several threads at once.
+    """
+
+    def __init__(self, name: str, hook: Any, settings: dict[str, float]) -> None:
+        self.name = name
+        self.hook = hook
+        self.settings = settings
+        optional = ("bgcb_stop", "bgcb_cache_get", "bgcb_active", "bgcb_shared_secret")
+        self._has = {h: bool(getattr(hook, h).get_hookimpls()) for h in optional}
+
+    def _cas(self, job_id: str, expect: str, state: State, data: Data) -> bool:
+        """The state machine's one write: ``expect`` -> ``state``, with the TTL that state gets."""
+        ttl = self.settings["result_ttl" if state.terminal else "job_ttl"]
+        return bool(self.hook.bgcb_cas(job_id=job_id, expect=[expect], state=state.value, data=data.encode(), ttl=ttl))
+
+    # -- web side ------------------------------------------------------------
+
+    def submit(self, job: Job) -> str:
+        """Queue ``job``; return its new id. Raises TypeError when the job is not JSON data."""
+        payload = dumps(job.to_json())
+        job_id = new_job_id()
+        data = Data(submitted_at=time.time(), timeout=job.timeout)
+        self.hook.bgcb_enqueue(
+            job_id=job_id, job=payload, data=data.encode(), timeout=job.timeout, ttl=self.settings["job_ttl"]
+        )
+        observers.submitted(job_id, job)
+        return job_id
+
+    def poll(self, job_id: str) -> Snapshot:
+        """Everything one browser poll needs, in one backend read; delivers pending updates."""
+        return self._snapshot(job_id, drain=True)
+
+    def status(self, job_id: str) -> Status:
+        return self._snapshot(job_id, drain=False).status
+
+    def result(self, job_id: str) -> Outcome | None:
+        return self._snapshot(job_id, drain=False).outcome
+
+    def _read(self, job_id: str, drain: bool) -> Stored | None:
+        if not is_job_id(job_id):
+            return None  # forged or malformed: no backend hook sees it
+        return self.hook.bgcb_read(job_id=job_id, drain=drain)
+
+    def _snapshot(self, job_id: str, drain: bool) -> Snapshot:
+        stored = self._read(job_id, drain)
+        if stored is None:
+            return Snapshot(Status.unknown())
+        state, data = State(stored.state), Data.decode(stored.data)
+        updates = decode_updates(stored.updates)
+        if state is State.RUNNING:
+            slack = self.settings["cancel_grace"] + defaults.OVERDUE_SLACK
+            overdue = data.deadline is not None and time.time() > data.deadline + slack
+            if overdue or stored.alive is False:
+                reason = "its worker process is gone" if stored.alive is False else "it ran past its timeout"
+                self.lost(job_id, reason, stop=True)
+                again = self._read(job_id, drain)  # as it now stands, with updates written meanwhile
+                if again is not None:
+                    state, data = State(again.state), Data.decode(again.data)
+                    updates += decode_updates(again.updates)
+        return Snapshot(data.status(state, stored.position), updates, data.result if state.terminal else None)
+
+    def cancel(self, job_id: str) -> bool:
+        """End a queued or running job as cancelled; True if this call did it. Idempotent."""
+        outcome = Outcome.cancelled()
+        was = self._end(job_id, ACTIVE, lambda data: outcome)
+        if was is None:
+            return False
+        if was is State.RUNNING and self._has["bgcb_stop"]:
+            self.hook.bgcb_stop(job_id=job_id, after=self.settings["cancel_grace"])
+        return True
+
+    def cached(self, cache_key: str) -> Outcome | None:
+        if not self._has["bgcb_cache_get"]:
+            return None
+        text = self.hook.bgcb_cache_get(cache_key=cache_key)
+        return Outcome.from_json(loads(text)) if text else None
+
+    def jobs(self) -> list[tuple[str, Status]] | None:
+        """Queued and running jobs with their status, for ``bgcb jobs``; None if the backend cannot list them."""
+        if not self._has["bgcb_active"]:
+            return None
+        listing = []
+        for job_id in self.hook.bgcb_active() or []:
+            status = self.status(job_id)
+            if status.state.active:
+                listing.append((job_id, status))
+        return listing
+
+    def shared_secret(self, generate: Callable[[], bytes]) -> bytes | None:
+        return self.hook.bgcb_shared_secret(generate=generate) if self._has["bgcb_shared_secret"] else None
+
+    # -- worker side -----------------------------------------------------------
+
+    def execute(self, job_id: str, *, stop_errors: tuple[type[BaseException], ...] = ()) -> Outcome | None:
+        """Claim, run and record one job; the backend's worker loop calls it for each id it takes.
+
+        Returns the outcome, or None when the job was not claimed (cancelled
+        or lost before it started, or unknown). ``stop_errors`` are exceptions
+        the backend raises inside the callback to stop it for its timeout
+        (Celery's ``SoftTimeLimitExceeded``).
+        """
+        from .runner import run  # the runner imports Dash: only workers need it
+
+        payload = self.hook.bgcb_load(job_id=job_id) if is_job_id(job_id) else None
+        if payload is None:
+            return None
+        job = Job.from_json(loads(payload))
+        now = time.time()
+        deadline = now + job.timeout if job.timeout else None
+        data = Data(job.submitted_at, now, None, deadline, job.timeout, worker_name())
+        if not self._cas(job_id, State.QUEUED.value, State.RUNNING, data):
+            return None  # cancelled (or declared lost) before it started
+        observers.started(job_id, job)
+        clock = time.monotonic()
+        outcome = run(job, StoreChannel(self, job_id), stop_errors=stop_errors)
+        try:
+            dumps(outcome.to_json())
+        except (TypeError, ValueError) as exc:
+            outcome = Outcome.failure(f"bgcb could not store the outcome as JSON: {exc}")
+        if self._cas(job_id, State.RUNNING.value, outcome.state, data.ended(outcome)):
+            if job.cache and job.cache_key and outcome.succeeded and self._has["bgcb_cache_get"]:
+                ttl = job.cache_expire if job.cache_expire else self.settings["job_ttl"]
+                self.hook.bgcb_cache_put(cache_key=job.cache_key, outcome=dumps(outcome.to_json()), ttl=ttl)
+            observers.finished(job_id, job, outcome, outcome.state, time.monotonic() - clock)
+        return outcome
+
+    def lost(self, job_id: str, reason: str, *, stop: bool = False) -> bool:
+        """End an active job whose worker died (or that ran past its timeout); True if this call did it.
+
+        A backend's supervisor calls it when a worker process holding the job
+        died; the core calls it from a poll that found the worker gone or the
+        job overdue. The job ends timed_out when it was past its deadline,
+        else lost with ``reason``. With ``stop``, the backend is asked to
+        free the worker at once.
+        """
+
+        def outcome_for(data: Data) -> Outcome:
+            if data.deadline is not None and time.time() >= data.deadline and data.timeout:
+                return timeout_outcome(data.timeout)
+            return lost_outcome(reason)
+
+        was = self._end(job_id, ACTIVE, outcome_for)
+        if was is State.RUNNING and stop and self._has["bgcb_stop"]:
+            self.hook.bgcb_stop(job_id=job_id, after=0.0)
+        return was is not None
+
+    def _end(self, job_id: str, expect: Sequence[str], outcome_for: Callable[[Data], Outcome]) -> State | None:
+        """Move an active job to the terminal state of ``outcome_for(data)``; return the state it left, or None."""
+        for _ in range(defaults.CAS_ATTEMPTS):
+            stored = self._read(job_id, drain=False)
+            if stored is None or stored.state not in expect:
+                return None
+            data = Data.decode(stored.data)
+            outcome = outcome_for(data)
+            if self._cas(job_id, stored.state, outcome.state, data.ended(outcome)):
+                self._tell_ended(job_id, outcome, data)
+                return State(stored.state)
+        return None  # another writer keeps changing it: it ended or started meanwhile; the caller did nothing
+
+    def _tell_ended(self, job_id: str, outcome: Outcome, data: Data) -> None:
+        if not (observers.wanted("bgcb_job_finished") or observers.wanted("bgcb_job_cancelled")):
+            return
+        payload = self.hook.bgcb_load(job_id=job_id)
+        job = Job.from_json(loads(payload)) if payload else Job(callback="", args=None)
+        if outcome.kind == "cancelled":
+            observers.cancelled(job_id, job)
+        seconds = (data.finished_at or time.time()) - data.started_at if data.started_at else 0.0
+        observers.finished(job_id, job, outcome, outcome.state, max(0.0, seconds))
+
+    def __repr__(self) -> str:
+        return f"<bgcb lifecycle on backend {self.name!r}>"

@@ -1,0 +1,90 @@
+"""What the core stores for a job, and the shape a backend hands it back in.
+
+A backend keeps three things per job id: the state (a short string it can
+compare atomically), the job (JSON text, written once) and the core's status
+data (JSON text, replaced with each state change). Only the core reads the
+data; a backend stores it as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .jobs import Outcome, State, Status, Update
+
+__all__ = ["Data", "Stored", "dumps", "loads"]
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text, the only encoding that crosses into a backend."""
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+def loads(text: str) -> Any:
+    return json.loads(text)
+
+
+@dataclass
+class Stored:
+    """A record as :func:`bgcb.hookspecs.BackendSpec.bgcb_read` returns it."""
+
+    state: str
+    data: str
+    #: Updates drained by this read (JSON text each), oldest first.
+    updates: list[str] = field(default_factory=list)
+    #: 0-based place in the queue while queued, when the backend knows it.
+    position: int | None = None
+    #: Whether the worker running the job is alive: False = known gone, None = cannot tell.
+    alive: bool | None = None
+
+
+@dataclass
+class Data:
+    """The core's status data of one job (the ``data`` JSON text)."""
+
+    submitted_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    #: Wall-clock time after which the running job is past its timeout.
+    deadline: float | None = None
+    timeout: float | None = None
+    #: Who runs it (``host:pid``, as the backend's worker loop names itself).
+    worker: str | None = None
+    outcome: dict[str, Any] | None = None
+
+    def encode(self) -> str:
+        return dumps({k: v for k, v in vars(self).items() if v is not None})
+
+    @classmethod
+    def decode(cls, text: str) -> Data:
+        raw = loads(text) if text else {}
+        return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
+
+    def ended(self, outcome: Outcome) -> Data:
+        """A copy for the terminal state ``outcome`` puts the job in."""
+        return Data(self.submitted_at, self.started_at, time.time(), None, self.timeout, self.worker, outcome.to_json())
+
+    def status(self, state: State, position: int | None = None) -> Status:
+        return Status(
+            state, position if state is State.QUEUED else None, self.submitted_at, self.started_at, self.finished_at
+        )
+
+    @property
+    def result(self) -> Outcome | None:
+        return Outcome.from_json(self.outcome) if self.outcome else None
+
+
+def decode_updates(texts: list[str]) -> list[Update]:
+    """Drained update texts as dicts; one the core cannot read is dropped, not fatal."""
+    out: list[Update] = []
+    for text in texts:
+        try:
+            update = loads(text)
+        except ValueError:
+            continue
+        if isinstance(update, dict):
+            out.append(update)
+    return out
