@@ -201,6 +201,11 @@ class Lifecycle:
             self.hook.bgcb_stop(job_id=job_id, after=0.0)
         return was is not None
 
+    def reject(self, job_id: str, reason: str) -> bool:
+        """End a queued or running job as failed with ``reason``: the worker cannot run it at all
+        (for example the app failed to import in the pool). True if this call ended it."""
+        return self._end(job_id, ACTIVE, lambda data: Outcome.failure(reason)) is not None
+
     def _end(self, job_id: str, expect: Sequence[str], outcome_for: Callable[[Data], Outcome]) -> State | None:
         """Move an active job to the terminal state of ``outcome_for(data)``; return the state it left, or None."""
         for _ in range(defaults.CAS_ATTEMPTS):
