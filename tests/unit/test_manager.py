@@ -29,11 +29,11 @@ class Recorder:
         self.events.append(("started", job_id))
 
     @bgcb.hookimpl
-    def bgcb_job_finished(self, job_id, job, outcome, seconds):
-        self.events.append((f"finished:{outcome.kind}", job_id))
+    def bgcb_job_finished(self, job_id, job, outcome, state, seconds):
+        self.events.append((f"finished:{state.value}", job_id))
 
     @bgcb.hookimpl
-    def bgcb_job_cancelled(self, job_id):
+    def bgcb_job_cancelled(self, job_id, job):
         self.events.append(("cancelled", job_id))
 
 
@@ -60,28 +60,31 @@ def _app(manager) -> Dash:
 
 def test_one_backend_read_per_poll(bgcb_client) -> None:
     backend = provider.load("testing", fresh=True)
-    calls: list[str] = []
-    backend.pm.add_hookcall_monitoring(lambda name, impls, kw: calls.append(name), lambda *a: None)
+    calls: list[tuple[str, bool]] = []
+    backend.pm.add_hookcall_monitoring(lambda name, impls, kw: calls.append((name, kw.get("drain", False))), lambda *a: None)
     manager = DashManager(backend)
     run = bgcb_client(_app(manager)).run([("m-out", "children")], [("m-btn", "n_clicks", 1)])
     assert run.output("m-out", "children") == "m 1"
-    store_reads = [c for c in calls if c in ("bgcb_poll", "bgcb_status", "bgcb_progress", "bgcb_result")]
-    assert store_reads == ["bgcb_poll"] * run.polls, "Dash's four calls per poll must share one snapshot"
+    polls = [c for c in calls if c == ("bgcb_read", True)]
+    assert polls and len(polls) == run.polls, "Dash's four calls per poll must share one backend read"
     manager.close()
 
 
 def test_observers_hear_job_events(bgcb_client) -> None:
-    recorder = Recorder()
+    manager = DashManager(provider.load("testing", fresh=True))
+    client = bgcb_client(_app(manager))
+    recorder = Recorder()  # registered after the backend was loaded: still hears every job
     provider.register_observer(recorder)
     try:
-        manager = DashManager(provider.load("testing", fresh=True))
-        run = bgcb_client(_app(manager)).run([("m-out", "children")], [("m-btn", "n_clicks", 2)])
+        run = client.run([("m-out", "children")], [("m-btn", "n_clicks", 2)])
         job = run.job.split("~")[0]
         kinds = [kind for kind, jid in recorder.events if jid == job]
-        assert kinds == ["submitted", "started", "finished:value"]
-        manager.close()
+        assert kinds == ["submitted", "started", "finished:succeeded"]
     finally:
-        provider._observers.remove(recorder)
+        provider.unregister_observer(recorder)
+    client.run([("m-out", "children")], [("m-btn", "n_clicks", 3)])
+    assert len(recorder.events) == 3, "an unregistered observer hears nothing more"
+    manager.close()
 
 
 def test_fixtures_run_a_background_callback(bgcb_manager, bgcb_client) -> None:

@@ -63,14 +63,14 @@ def test_plugin_missing_required_hook_is_refused(site) -> None:
 
         class Backend:
             @hookimpl
-            def bgcb_submit(self, job):
-                return "x"
+            def bgcb_enqueue(self, job_id, job, data):
+                pass
         """,
     )
     with pytest.raises(BackendInvalid) as err:
         provider.load("partial")
     text = str(err.value)
-    assert "bgcb_cancel" in text and "bgcb-partial" in text
+    assert "bgcb_cas" in text and "bgcb-partial" in text
 
 
 def test_hook_with_wrong_signature_is_refused() -> None:
@@ -78,7 +78,7 @@ def test_hook_with_wrong_signature_is_refused() -> None:
 
     class Wrong(TestingBackend):
         @bgcb.hookimpl
-        def bgcb_status(self, job_id, extra):  # type: ignore[override]
+        def bgcb_read(self, job_id, extra):  # type: ignore[override]
             return None
 
     with pytest.raises(BackendInvalid) as err:

@@ -10,7 +10,7 @@ from dash import Input, Output, no_update
 from dash.exceptions import PreventUpdate
 
 from bgcb import _dash_compat as compat
-from bgcb.jobs import Job
+from bgcb.jobs import Job, State
 from bgcb.runner import run
 
 
@@ -153,7 +153,21 @@ def test_timeout_stops_the_callback() -> None:
         return "late"
 
     outcome = run(_job(slow_cb, [1], progress=True, timeout=0.05), ListChannel())
-    assert outcome.kind == "error" and "timed out" in outcome.error["msg"]
+    assert outcome.kind == "timeout" and outcome.state is State.TIMED_OUT and "timed out" in outcome.error["msg"]
+
+
+class _Stopped(Exception):
+    """Stands for a backend's own time-limit exception (Celery's SoftTimeLimitExceeded)."""
+
+
+def test_backend_stop_error_is_a_timeout_not_a_failure() -> None:
+    @_bg("r-limit")
+    def limited_cb(n):
+        raise _Stopped("soft time limit")
+
+    job = _job(limited_cb, [1], timeout=2)
+    assert run(job, ListChannel(), stop_errors=(_Stopped,)).kind == "timeout"
+    assert run(job, ListChannel()).kind == "error", "without stop_errors it is the callback's own error"
 
 
 def test_unknown_callback_says_how_to_register() -> None:

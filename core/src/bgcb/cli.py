@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 
 from . import provider
-from .errors import BgcbError
+from .errors import BgcbError, ConfigurationError
 
 
 def _backends(args: argparse.Namespace) -> int:
@@ -41,19 +41,63 @@ def _import_app(module: str) -> None:
     importlib.import_module(module)
 
 
+def _describe(backend: provider.Backend) -> str:
+    own = ", ".join(f"{k}={v!r}" for k, v in sorted(backend.options.items()))
+    return f"{backend.name} ({own or 'default options'})"
+
+
+def worker_backend(app: str, name: str | None) -> provider.Backend:
+    """The backend ``bgcb worker APP`` serves: the one the app's managers configured.
+
+    The app is imported first, as a worker (a backend may take jobs as soon
+    as it is configured, and every callback must be registered by then). Like
+    ``celery -A app worker``, the worker then uses the app's own backend
+    instance and options; ``name`` (``--backend`` or ``$BGCB_BACKEND``)
+    narrows the choice, and is loaded from the environment when the app made
+    no manager on import.
+    """
+    with provider.role("worker"):
+        _import_app(app)
+        made = provider.loaded()
+        if name:
+            made = [b for b in made if b.name == name]
+        if len(made) == 1:
+            return made[0]
+        if len(made) > 1:
+            listing = "\n  ".join(_describe(b) for b in made)
+            raise ConfigurationError(
+                f"bgcb: {app} configures {len(made)} bgcb backends:\n  {listing}\n"
+                "A worker serves one: choose with --backend NAME; for two configurations of one backend, "
+                "give each its own app module (or a worker started by the backend's own tools)."
+            )
+        if not name:
+            raise ConfigurationError(
+                f"bgcb: importing {app} made no bgcb manager, so there is no backend to serve. Create the "
+                "manager at import time (app = Dash(..., background_callback_manager=bgcb.manager(...))), "
+                f"or name the backend with --backend NAME or {provider.ENV_BACKEND}=NAME (its options then "
+                "come from BGCB_<BACKEND>_<OPTION> variables)."
+            )
+        return provider.load(name)
+
+
 def _worker(args: argparse.Namespace) -> int:
-    # The app first: a backend may take jobs as soon as it is configured, and a
-    # job whose callback is not registered yet would fail.
-    _import_app(args.app)
-    backend = provider.load(args.backend)
+    explicit = args.backend or os.environ.get(provider.ENV_BACKEND, "").strip() or None
+    backend = worker_backend(args.app, explicit)
+    print(f"bgcb worker: serving {_describe(backend)} for {args.app}", file=sys.stderr)
     if not backend.run_worker(args.app):
         print(f"backend '{backend.name}' has no worker to start", file=sys.stderr)
         return 1
     return 0
 
 
+def _storage(args: argparse.Namespace) -> provider.Backend:
+    """A backend instance for reading the store only (``bgcb jobs``, ``bgcb doctor``)."""
+    with provider.role("cli"):
+        return provider.load(args.backend, fresh=True)
+
+
 def _jobs(args: argparse.Namespace) -> int:
-    backend = provider.load(args.backend)
+    backend = _storage(args)
     listing = backend.jobs()
     if listing is None:
         print(f"backend '{backend.name}' cannot list its jobs", file=sys.stderr)
@@ -76,9 +120,9 @@ def _doctor(args: argparse.Namespace) -> int:
     code = _backends(args)
     if code:
         return code
-    backend = provider.load(args.backend)
+    backend = _storage(args)
     print(f"backend '{backend.name}' loaded with options:")
-    for key, value in sorted(backend.options.items()):
+    for key, value in sorted(backend.all_options.items()):
         print(f"  {key} = {value!r}")
     backend.close()
     return 0

@@ -93,7 +93,7 @@ class DashManager(compat.BaseManager):
     def build_cache_key(self, fn: Any, args: Any, cache_args_to_ignore: Any, triggered: Any = None) -> str:
         if compat.CACHE_KEY_TAKES_TRIGGERED:
             return super().build_cache_key(fn, args, cache_args_to_ignore, triggered)
-        return super().build_cache_key(fn, args, cache_args_to_ignore)
+        return super().build_cache_key(fn, args, cache_args_to_ignore)  # type: ignore[call-arg]  # Dash 2.18
 
     # -- first request ---------------------------------------------------------
 

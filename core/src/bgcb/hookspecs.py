@@ -109,7 +109,7 @@ class BackendSpec:
     # -- configuration and life ------------------------------------------------
 
     @hookspec(firstresult=True)
-    def bgcb_options(self) -> Mapping[str, Any]:
+    def bgcb_options(self) -> Mapping[str, Any] | None:
         """Return the backend's own options and their defaults (``{}`` for none).
 
         Called once, by the core, when the backend is loaded, before
@@ -208,7 +208,7 @@ class BackendSpec:
         """
 
     @hookspec(firstresult=True)
-    def bgcb_cas(self, job_id: str, expect: Sequence[str], state: str, data: str, ttl: float) -> bool:
+    def bgcb_cas(self, job_id: str, expect: Sequence[str], state: str, data: str, ttl: float) -> bool | None:
         """Atomically: if the record's state is one of ``expect``, set ``state`` and ``data``; return whether it did.
 
         This is the one write of the state machine; the core never writes a
@@ -275,7 +275,7 @@ class BackendSpec:
     # -- contract 1 (deprecated: not called; implementing one warns) ---------------
 
     @hookspec(warn_on_impl=_v1("bgcb_submit", V1_HOOKS["bgcb_submit"]))
-    def bgcb_submit(self, job: Job) -> str:
+    def bgcb_submit(self, job: Job) -> Any:
         """Contract 1; replaced by :meth:`bgcb_enqueue`."""
 
     @hookspec(warn_on_impl=_v1("bgcb_status", V1_HOOKS["bgcb_status"]))

@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -110,10 +111,10 @@ def trace(pm: pluggy.PluginManager, label: str) -> None:
         trace_log.setLevel(logging.DEBUG)
     started_at: dict[int, float] = {}
 
-    def before(hook_name: str, impls: Any, kwargs: dict[str, Any]) -> None:
+    def before(hook_name: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]) -> None:
         started_at[threading.get_ident()] = time.perf_counter()
 
-    def after(outcome: Any, hook_name: str, impls: Any, kwargs: dict[str, Any]) -> None:
+    def after(outcome: pluggy.Result[Any], hook_name: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]) -> None:
         took = (time.perf_counter() - started_at.pop(threading.get_ident(), time.perf_counter())) * 1000
         args = ", ".join(f"{k}={_short(v)}" for k, v in kwargs.items())
         try:

@@ -1,0 +1,150 @@
+"""The core's job lifecycle on the in-process backend: ids, invariants, events once."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import bgcb
+from bgcb import observers, provider
+from bgcb.jobs import Job, State
+from bgcb_testing.backend import TestingBackend
+
+
+class Events:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, str]] = []
+
+    @bgcb.hookimpl
+    def bgcb_job_submitted(self, job_id, job):
+        self.seen.append(("submitted", job_id, job.callback))
+
+    @bgcb.hookimpl
+    def bgcb_job_started(self, job_id, job):
+        self.seen.append(("started", job_id, job.callback))
+
+    @bgcb.hookimpl
+    def bgcb_job_finished(self, job_id, job, outcome, state, seconds):
+        self.seen.append((f"finished:{state.value}", job_id, job.callback))
+
+    @bgcb.hookimpl
+    def bgcb_job_cancelled(self, job_id, job):
+        self.seen.append(("cancelled", job_id, job.callback))
+
+    def of(self, job_id: str) -> list[str]:
+        return [kind for kind, jid, _ in self.seen if jid == job_id]
+
+
+class Held(TestingBackend):
+    """The testing backend whose workers start only when told: jobs stay queued meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = threading.Event()
+
+    def _work(self, jobs) -> None:
+        self.go.wait()
+        super()._work(jobs)
+
+
+@pytest.fixture
+def events() -> Iterator[Events]:
+    recorder = Events()
+    observers.register(recorder)
+    yield recorder
+    observers.unregister(recorder)
+
+
+@pytest.fixture
+def held() -> Iterator[provider.Backend]:
+    backend = provider.Backend.from_plugin("held", Held(), {"workers": 1})
+    yield backend
+    backend.plugin.go.set()
+    backend.close()
+
+
+def _job(**kw) -> Job:
+    return Job(**{"callback": "f" * 64, "args": [], **kw})
+
+
+@pytest.mark.parametrize("forged", ["", "1234", "../../etc/passwd", "a" * 23 + "/", "x" * 200, "cached:abc"])
+def test_forged_handles_never_reach_the_backend(held, forged: str) -> None:
+    calls: list[str] = []
+    held.pm.add_hookcall_monitoring(lambda name, impls, kw: calls.append(name), lambda *a: None)
+    assert held.poll(forged).status.state is State.UNKNOWN
+    assert held.status(forged).state is State.UNKNOWN
+    assert held.cancel(forged) is False and held.lost(forged, "x") is False and held.execute(forged) is None
+    assert calls == []
+
+
+def test_well_formed_unknown_id_is_unknown(held) -> None:
+    assert held.poll(bgcb.new_job_id()).status.state is State.UNKNOWN
+    assert held.cancel(bgcb.new_job_id()) is False
+
+
+def test_job_is_stored_as_json_text(held) -> None:
+    job_id = held.submit(_job(args={"n": 1}, timeout=3.0))
+    stored = held.hook.bgcb_read(job_id=job_id, drain=False)
+    assert stored.state == "queued" and json.loads(stored.data)["timeout"] == 3.0
+    assert json.loads(held.hook.bgcb_load(job_id=job_id))["args"] == {"n": 1}
+    with pytest.raises(TypeError):
+        held.submit(_job(args={"n": object()}))
+
+
+def test_cancel_is_idempotent_and_final(held, events) -> None:
+    job_id = held.submit(_job())
+    assert held.status(job_id).position == 0
+    assert held.cancel(job_id) is True
+    assert held.cancel(job_id) is False
+    assert held.lost(job_id, "gone") is False
+    held.plugin.go.set()
+    time.sleep(0.2)
+    assert held.status(job_id).state is State.CANCELLED, "a cancelled queued job never starts"
+    assert events.of(job_id) == ["submitted", "cancelled", "finished:cancelled"]
+
+
+def test_lost_job_is_told_once_with_the_real_job(held, events) -> None:
+    job_id = held.submit(_job())
+    assert held.lost(job_id, "worker 42 killed by SIGKILL") is True
+    assert held.lost(job_id, "again") is False
+    snap = held.poll(job_id)
+    assert snap.status.state is State.LOST and "SIGKILL" in snap.outcome.error["msg"]
+    assert [e for e in events.seen if e[1] == job_id][-1] == ("finished:lost", job_id, "f" * 64)
+    assert events.of(job_id).count("finished:lost") == 1
+
+
+def test_reject_fails_the_job_with_the_reason(held) -> None:
+    job_id = held.submit(_job())
+    assert held.reject(job_id, "the app failed to import: SyntaxError") is True
+    outcome = held.result(job_id)
+    assert outcome.kind == "error" and "SyntaxError" in outcome.error["msg"]
+
+
+def test_overdue_running_job_times_out_at_poll(held, events) -> None:
+    job_id = held.submit(_job(timeout=0.01))
+    # claim by hand, as a worker whose callback never reports back would
+    data = json.loads(held.hook.bgcb_read(job_id=job_id, drain=False).data)
+    data.update(started_at=time.time() - 5, deadline=time.time() - 4)
+    assert held.hook.bgcb_cas(job_id=job_id, expect=["queued"], state="running", data=json.dumps(data), ttl=60)
+    snap = held.poll(job_id)
+    assert snap.status.state is State.TIMED_OUT and "timed out" in snap.outcome.error["msg"]
+    assert events.of(job_id).count("finished:timed_out") == 1
+
+
+def test_only_successes_are_cached() -> None:
+    backend = provider.load("testing", fresh=True)
+    try:
+        plugin = backend.plugin
+        assert plugin.bgcb_cache_get("k") is None
+        failing = backend.submit(Job(callback="0" * 64, args=[], cache=True, cache_key="k"))  # unregistered: fails
+        deadline = time.time() + 5
+        while backend.status(failing).state.active and time.time() < deadline:
+            time.sleep(0.01)
+        assert backend.status(failing).state is State.FAILED
+        assert backend.cached("k") is None, "a failed outcome must never be reused"
+    finally:
+        backend.close()
