@@ -56,9 +56,8 @@ def worker_backend(app: str, name: str | None) -> provider.Backend:
     narrows the choice, and is loaded from the environment when the app made
     no manager on import.
     """
-    with provider.role("worker"):
+    with provider.role("worker") as made:
         _import_app(app)
-        made = provider.loaded()
         if name:
             made = [b for b in made if b.name == name]
         if len(made) == 1:

@@ -34,6 +34,8 @@ __all__ = ["Backend", "installed", "load", "loaded", "register_observer", "resol
 _shared: dict[tuple[str, str], Backend] = {}
 _shared_lock = threading.RLock()
 _role: hookspecs.Role = "web"
+#: Lists collecting the backends :func:`load` returns inside :func:`role` blocks.
+_asked: list[list[Backend]] = []
 
 
 @dataclass(frozen=True)
@@ -86,14 +88,21 @@ def unregister_observer(plugin: object) -> None:
 
 
 @contextlib.contextmanager
-def role(name: hookspecs.Role) -> Iterator[None]:
-    """Configure backends loaded inside the block for ``name`` (``bgcb worker`` imports the app as ``"worker"``)."""
+def role(name: hookspecs.Role) -> Iterator[list[Backend]]:
+    """Configure backends loaded inside the block for ``name``; yield the list of every backend asked for in it.
+
+    ``bgcb worker APP`` imports the app inside ``role("worker")`` and serves
+    the backend the app's managers asked for (shared instances included).
+    """
     global _role
     before, _role = _role, name
+    asked: list[Backend] = []
+    _asked.append(asked)
     try:
-        yield
+        yield asked
     finally:
         _role = before
+        _asked.remove(asked)
 
 
 def current_role() -> hookspecs.Role:
@@ -110,11 +119,15 @@ def load(name: str | None = None, *, fresh: bool = False, **options: Any) -> Bac
     chosen = selected_name(name)
     key = (chosen, repr(sorted(options.items())))
     with _shared_lock:
-        if not fresh and key in _shared and not _shared[key].closed:
-            return _shared[key]
-        backend = _load(chosen, options)
-        if not fresh:
+        if fresh or key not in _shared or _shared[key].closed:
+            backend = _load(chosen, options)
+            if fresh:
+                return backend
             _shared[key] = backend
+        backend = _shared[key]
+        for asked in _asked:
+            if backend not in asked:
+                asked.append(backend)
         return backend
 
 
