@@ -1,4 +1,4 @@
-"""Sessions: ``tests`` (every Dash version, every backend), ``lint``.
+"""Sessions: ``lint``, ``typecheck``, ``tests`` (every Dash version, every backend), ``celery``.
 
 python3 -m pip install nox && python3 -m nox
 """
@@ -9,7 +9,7 @@ import os
 
 import nox
 
-nox.options.sessions = ["lint", "tests", "celery"]
+nox.options.sessions = ["lint", "typecheck", "tests", "celery"]
 nox.options.reuse_existing_virtualenvs = True
 
 DASH_VERSIONS = ["2.18.2", "3.4.0", "4.4.1"]
@@ -32,6 +32,13 @@ def lint(session: nox.Session) -> None:
     """ruff on everything (runs in nox's own environment)."""
     session.run("python", "-m", "pip", "install", "-q", "ruff", external=True)
     session.run("python", "-m", "ruff", "check", ".", external=True)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy on the core, with the newest Dash (settings in core/pyproject.toml)."""
+    session.install("./core", "mypy", f"dash=={DASH_VERSIONS[-1]}")
+    session.run("mypy", "--config-file", "core/pyproject.toml", "core/src/bgcb")
 
 
 @nox.session
