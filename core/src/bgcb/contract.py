@@ -48,7 +48,11 @@ _OBSERVER_SPECS = sorted(n for n in vars(hookspecs.ObserverSpec) if n.startswith
 
 def _hint(name: str) -> str:
     close = difflib.get_close_matches(name, _SPECS, n=1, cutoff=0.6)
-    return f" Did you mean {close[0]}?" if close else ""
+    if not close:
+        return ""
+    if close[0] in hookspecs.V1_HOOKS:  # a contract-1 name: point at what replaced it
+        return f" Did you mean {close[0]}? That was a contract-1 hook: {hookspecs.V1_HOOKS[close[0]]}."
+    return f" Did you mean {close[0]}?"
 
 
 def problems(plugin: object) -> list[str]:
