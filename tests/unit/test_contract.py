@@ -113,7 +113,7 @@ def test_role_reaches_configure() -> None:
         @bgcb.hookimpl
         def bgcb_configure(self, options, role, jobs):
             seen.append(role)
-            super().bgcb_configure(options, jobs)
+            super().bgcb_configure(options, role, jobs)
 
     with provider.role("cli"):
         provider.Backend.from_plugin("noting", Noting()).close()

@@ -17,7 +17,7 @@ from .hookspecs import CONTRACT_VERSION, hookimpl
 from .jobs import Job, Outcome, Snapshot, State, Status, new_job_id
 from .record import Stored
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "BackendInvalid",

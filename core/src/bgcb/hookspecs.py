@@ -1,3 +1,4 @@
+# mypy: disable-error-code="empty-body"
 """The contract between bgcb and its plugins, as pluggy hook specifications.
 
 This module is the reference manual of the contract (version
@@ -109,7 +110,7 @@ class BackendSpec:
     # -- configuration and life ------------------------------------------------
 
     @hookspec(firstresult=True)
-    def bgcb_options(self) -> Mapping[str, Any] | None:
+    def bgcb_options(self) -> Mapping[str, Any]:
         """Return the backend's own options and their defaults (``{}`` for none).
 
         Called once, by the core, when the backend is loaded, before
@@ -208,7 +209,7 @@ class BackendSpec:
         """
 
     @hookspec(firstresult=True)
-    def bgcb_cas(self, job_id: str, expect: Sequence[str], state: str, data: str, ttl: float) -> bool | None:
+    def bgcb_cas(self, job_id: str, expect: Sequence[str], state: str, data: str, ttl: float) -> bool:
         """Atomically: if the record's state is one of ``expect``, set ``state`` and ``data``; return whether it did.
 
         This is the one write of the state machine; the core never writes a
@@ -229,7 +230,8 @@ class BackendSpec:
 
         Called by the core's channel in the worker, in the order the callback
         made the updates, from the job's thread only. ``ttl`` bounds how long
-        undrained updates are kept.
+        undrained updates are kept. An update for a record that no longer
+        exists (expired) may be ignored: nobody can read it.
         """
 
     # -- execution and storage: optional -----------------------------------------
@@ -240,19 +242,21 @@ class BackendSpec:
 
         Called by the core in the web process when a cancel ended a running
         job (``after`` = ``cancel_grace``: the callback may stop by itself at
-        its next progress or set_props call) and when a poll found a job past
-        its timeout (``after`` = 0). The record is already terminal; a
+        its next progress or set_props call), and with ``after`` = 0 when a
+        poll found a job past its timeout or its worker reported gone
+        (``alive=False``). The record is already terminal; a
         backend only frees the worker (kill the process, revoke the task).
         Without it, stopping is cooperative only.
         """
 
     @hookspec(firstresult=True)
-    def bgcb_cache_put(self, cache_key: str, outcome: str, ttl: float | None) -> None:
-        """Optional (with :meth:`bgcb_cache_get`): keep a successful outcome (JSON text) under ``cache_key``.
+    def bgcb_cache_put(self, cache_key: str, outcome: str, ttl: float) -> None:
+        """Optional (with :meth:`bgcb_cache_get`): keep a successful outcome (JSON text) under ``cache_key`` for ``ttl`` s.
 
         Called by the core in the worker, only for jobs submitted with
         ``cache_by`` that succeeded and won their final compare-and-set.
-        ``ttl`` is Dash's ``expire`` in seconds (None: the core's job TTL).
+        ``ttl`` is Dash's ``expire``, or the core's ``job_ttl`` when the
+        manager sets none. Overwrite an existing entry.
         """
 
     @hookspec(firstresult=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bgcb import Stored, hookimpl
+from bgcb.hookspecs import Role
 from bgcb.lifecycle import Lifecycle
 
 #: Default number of worker threads.
@@ -41,7 +42,7 @@ class TestingBackend:
     def __init__(self) -> None:
         self._lock = threading.Condition()
         self._records: dict[str, _Record] = {}
-        self._cache: dict[str, tuple[str, float | None]] = {}
+        self._cache: dict[str, tuple[str, float]] = {}
         self._queue: deque[str] = deque()
         self._threads: list[threading.Thread] = []
         self._secret: bytes | None = None
@@ -52,7 +53,9 @@ class TestingBackend:
         return {"workers": WORKERS}
 
     @hookimpl
-    def bgcb_configure(self, options: dict[str, Any], jobs: Lifecycle) -> None:
+    def bgcb_configure(self, options: dict[str, Any], role: Role, jobs: Lifecycle) -> None:
+        if role == "cli":
+            return  # bgcb jobs/doctor: storage only (and this store lives in one process)
         for i in range(max(1, int(options["workers"]))):
             thread = threading.Thread(target=self._work, args=(jobs,), name=f"bgcb-testing-{i}", daemon=True)
             thread.start()
@@ -132,15 +135,15 @@ class TestingBackend:
                 record.updates.append(update)
 
     @hookimpl
-    def bgcb_cache_put(self, cache_key: str, outcome: str, ttl: float | None) -> None:
+    def bgcb_cache_put(self, cache_key: str, outcome: str, ttl: float) -> None:
         with self._lock:
-            self._cache[cache_key] = (outcome, time.time() + ttl if ttl else None)
+            self._cache[cache_key] = (outcome, time.time() + ttl)
 
     @hookimpl
     def bgcb_cache_get(self, cache_key: str) -> str | None:
         with self._lock:
-            outcome, expires = self._cache.get(cache_key, (None, None))
-            if outcome is not None and expires is not None and time.time() > expires:
+            outcome, expires = self._cache.get(cache_key, (None, 0.0))
+            if outcome is not None and time.time() > expires:
                 del self._cache[cache_key]
                 return None
             return outcome
