@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from . import observers
 from .contract import BackendPlugin
 from .errors import BackendInvalid, BackendLoadError, BackendNotFound, BgcbError, ConfigurationError
 from .hookspecs import CONTRACT_VERSION, hookimpl
@@ -36,6 +37,7 @@ __all__ = [
     "hookimpl",
     "manager",
     "new_job_id",
+    "observers",
 ]
 
 

@@ -76,7 +76,7 @@ class Lifecycle:
         """Queue ``job``; return its new id. Raises TypeError when the job is not JSON data."""
         payload = dumps(job.to_json())
         job_id = new_job_id()
-        data = Data(submitted_at=time.time(), timeout=job.timeout)
+        data = Data(submitted_at=job.submitted_at, timeout=job.timeout)
         self.hook.bgcb_enqueue(
             job_id=job_id, job=payload, data=data.encode(), timeout=job.timeout, ttl=self.settings["job_ttl"]
         )
