@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -80,6 +81,7 @@ class Served:
     proc: subprocess.Popen
     log: Path
     extra: list[subprocess.Popen] = field(default_factory=list)
+    _jobs: Any = None
 
     def client(self):
         from bgcb_testing import DashClient
@@ -87,9 +89,18 @@ class Served:
         return DashClient.http(self.url).load()
 
     def store(self):
+        """The raw store (queue, running list), as the supervisor sees it."""
         from bgcb_diskcache.store import Store
 
         return Store(str(self.directory))
+
+    def jobs(self):
+        """The core's view of the directory's jobs (status, positions), from a backend that starts no pool."""
+        from bgcb import provider
+
+        if self._jobs is None:
+            self._jobs = provider.load("diskcache", fresh=True, directory=str(self.directory), autostart=False)
+        return self._jobs
 
     def pool_processes(self) -> list[psutil.Process]:
         return descendants(self.proc.pid)

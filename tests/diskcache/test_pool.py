@@ -63,12 +63,12 @@ def test_fifo_order_concurrency_bound_positions_and_bgcb_jobs(served: Served) ->
     served.log.write_text("")
     handles = [start_stamp(client, n, 1.0) for n in range(1, 7)]
     ids = [job_id(h) for h in handles]
-    store = served.store()
+    jobs = served.jobs()
     # Queue positions while the first two run.
     wait_for(
-        lambda: store.status(ids[0]).state is State.RUNNING and store.status(ids[1]).state is State.RUNNING, 10, "two running"
+        lambda: jobs.status(ids[0]).state is State.RUNNING and jobs.status(ids[1]).state is State.RUNNING, 10, "two running"
     )
-    positions = [store.status(i).position for i in ids[2:]]
+    positions = [jobs.status(i).position for i in ids[2:]]
     assert positions == [0, 1, 2, 3]
     listing = subprocess.run(
         [str(BIN / "bgcb"), "jobs"], env=env_for(served.directory), capture_output=True, text=True, timeout=30
@@ -97,7 +97,7 @@ def test_cancel_queued_job_never_starts(served: Served) -> None:
     served.log.write_text("")
     busy = [start_stamp(client, n, 1.5) for n in (11, 12)]
     queued = start_stamp(client, 13, 0)
-    assert served.store().status(job_id(queued)).state is State.QUEUED
+    assert served.jobs().status(job_id(queued)).state is State.QUEUED
     assert client.cancel(CANCEL, queued["job"]).status in (200, 204)
     run = client.run(STAMP, [("stamp-btn", "n_clicks", 13)], [("stamp-in", "value", "0")], handles=queued, timeout=10)
     assert run.final.status == 204, "a cancelled job ends with no update"
@@ -106,7 +106,7 @@ def test_cancel_queued_job_never_starts(served: Served) -> None:
     after = start_stamp(client, 14, 0)
     finish_stamp(client, after, 14, 0)  # the queue moved on past the cancelled job
     assert "start 13" not in served.log.read_text()
-    assert served.store().status(job_id(queued)).state is State.CANCELLED
+    assert served.jobs().status(job_id(queued)).state is State.CANCELLED
 
 
 def test_cancel_running_job_is_killed_within_a_second_and_replaced(served: Served) -> None:
@@ -132,7 +132,7 @@ def test_cancel_cooperative_keeps_the_worker(served: Served) -> None:
     outputs, inputs = [("polite-out", "children")], [("polite-btn", "n_clicks", 1)]
     handles = client.start(outputs, inputs)
     store = served.store()
-    wait_for(lambda: store.status(job_id(handles)).state is State.RUNNING, 10, "the job to run")
+    wait_for(lambda: served.jobs().status(job_id(handles)).state is State.RUNNING, 10, "the job to run")
     pid = store.running()[job_id(handles)]["pid"]
     client.cancel(CANCEL, handles["job"])
     wait_for(lambda: job_id(handles) not in store.running(), 2, "the worker to stop the job")

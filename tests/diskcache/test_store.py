@@ -1,80 +1,170 @@
-"""The store on a real diskcache directory, without workers: JSON only, expiry,
-cleanup, the shared secret, forged ids, and option errors."""
+"""The store on a real diskcache directory, without a pool: JSON only, the FIFO
+queue and the running list, compare-and-set, expiry, the shared secret, the
+supervisor's attribution of a dead worker's job, roles, fork safety, and
+option errors."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import diskcache
+import psutil
 import pytest
 
 from bgcb import ConfigurationError, provider
-from bgcb.jobs import Job, Outcome, State, new_job_id
+from bgcb.jobs import Job, State, new_job_id
+from bgcb.provider import Backend
+from bgcb.record import Data
+from bgcb_diskcache import DiskcacheBackend
 from bgcb_diskcache.store import Store
 
 
-def _submit(store: Store, **job) -> str:
+def _backend(tmp_path, **options) -> Backend:
+    return provider.load("diskcache", fresh=True, directory=str(tmp_path / "store"), autostart=False, **options)
+
+
+def _job(**fields) -> Job:
+    return Job(callback="k", args=[1], **fields)
+
+
+def _enqueue(store: Store, ttl: float = 60.0) -> str:
     job_id = new_job_id()
-    store.submit(job_id, Job(callback="k", args=[1], **job))
+    store.enqueue(job_id, '{"callback":"k"}', "{}", None, ttl)
     return job_id
 
 
 def test_the_store_refuses_to_unpickle_what_it_finds(tmp_path) -> None:
     store = Store(str(tmp_path))
-    # Someone with write access plants a pickle, through plain diskcache.
-    diskcache.Cache(str(tmp_path)).set("sched", {"queue": ["x"], "running": {}})
+    job_id = new_job_id()
+    # Someone with write access plants pickles, through plain diskcache.
+    planted = diskcache.Cache(str(tmp_path))
+    planted.set("queue", ["x"])
+    planted.set("r:" + job_id, {"state": "queued"})
     with pytest.raises(ValueError, match="refuses to unpickle"):
         store.has_queued()
+    with pytest.raises(ValueError, match="refuses to unpickle"):
+        store.read(job_id, drain=True)
     with pytest.raises(TypeError, match="JSON text only"):
         store.cache.set("x", {"not": "text"})
 
 
-def test_finished_records_expire_and_are_cleaned_up(tmp_path) -> None:
-    store = Store(str(tmp_path), result_ttl=0.5)
-    job_id = _submit(store)
-    claimed_id, job = store.claim(pid=123)
-    assert claimed_id == job_id
-    store.finish(job_id, job, Outcome.of_value("v"))
-    assert store.poll(job_id).outcome == Outcome.of_value("v")
-    assert store.running() == {}
+def test_fifo_positions_and_a_claim_lists_its_holder_at_once(tmp_path) -> None:
+    backend = _backend(tmp_path)
+    store: Store = backend.plugin.store
+    ids = [backend.submit(_job()) for _ in range(3)]
+    assert [backend.status(i).position for i in ids] == [0, 1, 2]
+    assert store.claim(pid=7) == ids[0]
+    # Listed under its worker before the worker does anything else; the state is the core's to change.
+    assert store.running()[ids[0]]["pid"] == 7
+    assert backend.status(ids[0]).state is State.QUEUED
+    assert [backend.status(i).position for i in ids[1:]] == [0, 1]
+    assert backend.jobs() is not None and [j for j, _ in backend.jobs()] == ids
+
+
+def test_a_cancelled_queued_job_leaves_the_queue_and_is_never_claimed(tmp_path) -> None:
+    backend = _backend(tmp_path)
+    store: Store = backend.plugin.store
+    ids = [backend.submit(_job()) for _ in range(3)]
+    assert backend.cancel(ids[1]) and not backend.cancel(ids[1])
+    assert backend.status(ids[2]).position == 1
+    assert store.claim(pid=7) == ids[0]
+    assert store.claim(pid=7) == ids[2], "a cancelled queued job is never claimed"
+    assert store.claim(pid=7) is None
+    assert backend.status(ids[1]).state is State.CANCELLED
+
+
+def test_updates_are_kept_in_order_and_drained_once(tmp_path) -> None:
+    store = Store(str(tmp_path))
+    job_id = _enqueue(store)
+    for text in ('{"n":1}', '{"n":1}', '{"n":2}'):
+        store.append(job_id, text, ttl=60)
+    read = store.read(job_id, drain=False)
+    assert read is not None and read.updates == []
+    drained = store.read(job_id, drain=True)
+    assert drained is not None and drained.updates == ['{"n":1}', '{"n":1}', '{"n":2}'], "never dropped or merged"
+    again = store.read(job_id, drain=True)
+    assert again is not None and again.updates == []
+
+
+def test_cas_writes_only_from_the_expected_states_with_the_ttl_given(tmp_path) -> None:
+    store = Store(str(tmp_path))
+    job_id = _enqueue(store)
+    assert not store.cas(job_id, ["running"], "succeeded", "x", 60)
+    assert store.cas(job_id, ["queued"], "running", "d1", 60)
+    assert store.queue() == [], "a job that left queued leaves the queue"
+    read = store.read(job_id, drain=False)
+    assert read is not None and (read.state, read.data) == ("running", "d1")
+    assert store.cas(job_id, ["queued", "running"], "succeeded", "d2", 0.5)
+    assert not store.cas(job_id, ["queued", "running"], "failed", "d3", 60), "a terminal state is final"
+    store.append(job_id, '{"late":1}', ttl=60)  # keeps the record's expiry
+    assert store.load(job_id) == '{"callback":"k"}'
     time.sleep(0.7)
-    assert store.status(job_id).state is State.UNKNOWN
+    assert store.read(job_id, drain=True) is None and store.load(job_id) is None
     assert store.cleanup() >= 1
     assert store.cache.get("r:" + job_id) is None
+    assert not store.cas(job_id, ["succeeded"], "failed", "x", 60), "an expired record is unknown"
 
 
-def test_cache_by_outcomes_expire_on_their_own_clock(tmp_path) -> None:
+def test_cache_entries_expire_on_their_own_clock(tmp_path) -> None:
     store = Store(str(tmp_path))
-    job_id = _submit(store, cache_key="ck", cache=True, cache_expire=0.5)
-    _, job = store.claim(pid=1)
-    store.finish(job_id, job, Outcome.of_value(42))
-    assert store.cached("ck") == Outcome.of_value(42)
+    store.cache_put("ck", '{"kind":"value","value":42}', 0.5)
+    store.cache_put("keep", '{"kind":"no_update"}', 60)
+    store.cache_put("ck", '{"kind":"value","value":42}', 0.5)  # replaced, on a fresh clock
+    assert store.cache_get("ck") == '{"kind":"value","value":42}'
     time.sleep(0.7)
-    assert store.cached("ck") is None
+    assert store.cache_get("ck") is None
+    assert store.cache_get("keep") == '{"kind":"no_update"}'
 
 
-def test_positions_updates_and_cancel(tmp_path) -> None:
-    store = Store(str(tmp_path))
-    ids = [_submit(store) for _ in range(3)]
-    assert [store.status(i).position for i in ids] == [0, 1, 2]
-    assert store.cancel(ids[1]) and not store.cancel(ids[1])
-    assert store.status(ids[2]).position == 1
-    first, _ = store.claim(pid=7)
-    assert first == ids[0]
-    store.append(first, {"type": "progress", "value": [1]})
-    store.append(first, {"type": "props", "id": "a", "props": {"children": 1}})
-    assert len(store.poll(first).updates) == 2
-    assert store.poll(first).updates == []  # delivered once
-    second, _ = store.claim(pid=7)
-    assert second == ids[2], "a cancelled queued job is never claimed"
-    assert store.claim(pid=7) is None
+def test_a_dead_workers_job_is_attributed_and_the_core_ends_it(tmp_path) -> None:
+    backend = _backend(tmp_path)
+    store: Store = backend.plugin.store
+    supervisor = backend.plugin.supervisor()
+    popped = backend.submit(_job())
+    store.claim(pid=4242)  # killed right after the pop: the record is still queued
+    assert supervisor.settle(4242, "its worker process (pid 4242) died: killed by SIGKILL (9)") == [popped]
+    assert backend.status(popped).state is State.LOST
+    outcome = backend.result(popped)
+    assert outcome is not None and "SIGKILL" in (outcome.error or {})["msg"]
+    assert store.running() == {}
+    # Past its deadline when its worker was stopped: the core records a timeout, not a loss.
+    overdue = backend.submit(_job(timeout=0.01))
+    store.claim(pid=4343)
+    started = Data(time.time() - 1, time.time() - 1, None, time.time() - 0.5, 0.01, "host:4343")
+    assert store.cas(overdue, ["queued"], "running", started.encode(), 60)
+    assert supervisor.settle(4343, "its worker process (pid 4343) was stopped") == [overdue]
+    assert backend.status(overdue).state is State.TIMED_OUT
+    # A job that already ended stays as it ended.
+    ended = backend.submit(_job())
+    store.claim(pid=4444)
+    assert backend.cancel(ended)
+    supervisor.settle(4444, "died")
+    assert backend.status(ended).state is State.CANCELLED and store.running() == {}
+
+
+def test_stop_marks_the_holder_and_kills_only_while_it_holds_the_job(tmp_path) -> None:
+    backend = _backend(tmp_path)
+    store: Store = backend.plugin.store
+    job_id = backend.submit(_job())
+    store.claim(pid=51)
+    before = time.time()
+    backend.plugin.bgcb_stop(job_id=job_id, after=0.5)
+    stop_at = store.running()[job_id]["stop_at"]
+    assert before + 0.5 <= stop_at <= time.time() + 0.5
+    backend.plugin.bgcb_stop(job_id=new_job_id(), after=0)  # not held by anyone: nothing to do
+    killed: list[int] = []
+    assert not store.kill_holder(job_id, 52, killed.append)
+    assert store.kill_holder(job_id, 51, killed.append) and killed == [51]
+    store.unlist(job_id, 51)
+    assert not store.kill_holder(job_id, 51, killed.append) and killed == [51]
 
 
 def test_forged_and_unknown_ids(tmp_path) -> None:
-    store = Store(str(tmp_path))
-    for forged in ("123", "../../etc/passwd", "A" * 24):
-        assert store.status(forged).state is State.UNKNOWN
-        assert store.cancel(forged) is False
+    backend = _backend(tmp_path)
+    for forged in ("123", "../../etc/passwd", "A" * 24, new_job_id()):
+        assert backend.status(forged).state is State.UNKNOWN
+        assert backend.cancel(forged) is False
 
 
 def test_shared_secret_first_writer_wins(tmp_path) -> None:
@@ -83,19 +173,59 @@ def test_shared_secret_first_writer_wins(tmp_path) -> None:
     assert b.shared_secret(lambda: b"second") == b"first"
 
 
-def test_a_dead_worker_fails_its_job(tmp_path) -> None:
-    store = Store(str(tmp_path))
-    job_id = _submit(store)
-    store.claim(pid=4242)
-    ended = store.end_jobs_of(4242, Outcome.failure("died"))
-    assert ended == [job_id]
-    assert store.status(job_id).state is State.FAILED
-    assert store.poll(job_id).outcome.error["msg"] == "died"
+def _pools_of_this_process() -> list[psutil.Process]:
+    found = []
+    for child in psutil.Process().children():
+        try:
+            if "bgcb_diskcache pool" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.Error:
+            pass
+    return found
+
+
+def test_only_the_web_role_autostarts_a_pool(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("BGCB_DISKCACHE_IN_POOL", raising=False)
+    options = {"directory": str(tmp_path / "store"), "app": "some_app_module", "autostart": True, "workers": 1}
+    for role in ("worker", "cli"):
+        backend = Backend.from_plugin("diskcache", DiskcacheBackend(), options, role=role)
+        assert _pools_of_this_process() == [], f"role {role!r} must never start a pool"
+        backend.close()
+    web = Backend.from_plugin("diskcache", DiskcacheBackend(), options, role="web")
+    try:
+        assert len(_pools_of_this_process()) == 1
+    finally:
+        web.close()
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in _pools_of_this_process())
+
+
+def test_a_forked_worker_opens_its_own_connection(tmp_path) -> None:
+    backend = _backend(tmp_path)
+    plugin = backend.plugin
+    inherited = plugin.store
+    job_id = backend.submit(_job())
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            own = plugin.reopen_store()
+            fresh = own is plugin.store and own.cache is not inherited.cache
+            code = 0 if fresh and backend.status(job_id).state is State.QUEUED and backend.cancel(job_id) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    assert plugin.store is inherited, "the parent keeps its own connection"
+    assert backend.status(job_id).state is State.CANCELLED, "the child's write went to the shared store"
 
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [({"workers": 0}, "at least 1 worker"), ({"result_ttl": -1.0}, "positive number of seconds")],
+    [
+        ({"workers": 0}, "at least 1 worker"),
+        ({"dead_after": 0.0}, "positive number of seconds"),
+        ({"result_ttl": -1.0}, "positive number of seconds"),
+    ],
 )
 def test_bad_options_say_what_to_do(tmp_path, options, message) -> None:
     with pytest.raises(ConfigurationError, match=message):

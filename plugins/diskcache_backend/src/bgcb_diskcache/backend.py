@@ -1,40 +1,34 @@
-"""The ``diskcache`` backend: hooks for the web process, and the pool starter.
+"""The ``diskcache`` backend's hooks: storage on a local directory, a FIFO queue, warm worker processes.
 
-The web process only writes to and reads from the store (``store.py``) and
-pokes the wake-up FIFO; worker processes run the jobs (``pool.py``). With
-``autostart`` (the default) the first manager in a process starts the pool as
-a subprocess; every other manager and backend instance in that process that
-uses the same directory shares it.
+Storage is :mod:`.store`; the wake-up FIFO :mod:`.wake`; the pool of workers
+:mod:`.supervisor` and :mod:`.worker`. The core runs every job's lifecycle
+through these hooks. A web process (role ``"web"``) with ``autostart`` (the
+default) starts a pool subprocess (:mod:`.autostart`, :mod:`.pool`) shared by
+every backend instance of the process on the same directory; ``bgcb worker``
+runs the pool in its own process instead.
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import hashlib
-import json
 import logging
 import os
-import signal
-import subprocess
-import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from bgcb import hookimpl
+from bgcb import Stored, hookimpl
 from bgcb.errors import ConfigurationError
-from bgcb.jobs import Job, Outcome, Snapshot, State, Status, Update, new_job_id
+from bgcb.hookspecs import Role
+from bgcb.lifecycle import Lifecycle
 
-from . import pool as pool_mod
+from . import autostart, defaults
 from .store import Store
+from .supervisor import Supervisor, pool_lock
+from .wake import Waker
 
 log = logging.getLogger("bgcb.diskcache")
-
-#: Modules whose frames are skipped when looking for the app module.
-_FRAMEWORK = ("bgcb", "bgcb_diskcache", "pluggy", "importlib", "_frozen_importlib", "runpy", "dash", "flask")
 
 
 def default_directory() -> str:
@@ -46,133 +40,68 @@ def default_directory() -> str:
     return os.path.join(tempfile.gettempdir(), f"bgcb-diskcache-{uid}-{digest}")
 
 
-def _module_of(frame: Any) -> str:
-    return str(frame.f_globals.get("__name__", ""))
-
-
-def _is_framework(name: str) -> bool:
-    return any(name == f or name.startswith(f + ".") for f in _FRAMEWORK)
-
-
-def called_from_cli() -> bool:
-    """Whether the ``bgcb`` command is loading us (``bgcb worker``/``jobs``/``doctor``)."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        if _module_of(frame) == "bgcb.cli":
-            return True
-        frame = frame.f_back  # type: ignore[assignment]
-    return False
-
-
-def detect_app() -> str | None:
-    """The app module to import in workers: the module whose import created
-    the manager, followed out through enclosing imports (``python app.py`` that
-    imports ``managers.py`` gives ``app.py``). A script run as ``__main__`` is
-    given by path; None when there is no importable module (REPL, notebook)."""
-    frame = sys._getframe(1)
-    found: str | None = None
-    file: str | None = None
-    spec_name: str | None = None
-    while frame is not None:
-        name = _module_of(frame)
-        if _is_framework(name) or frame.f_code.co_filename.startswith("<frozen"):
-            frame = frame.f_back  # type: ignore[assignment]
-            continue
-        if frame.f_code.co_name != "<module>" and found is not None:
-            break  # the module was imported by a function (pytest, gunicorn): stop here
-        found = name
-        file = frame.f_globals.get("__file__")
-        spec = frame.f_globals.get("__spec__")
-        spec_name = getattr(spec, "name", None)
-        frame = frame.f_back  # type: ignore[assignment]
-    if found in ("__main__", "__mp_main__"):
-        if spec_name and spec_name not in ("__main__", "__mp_main__"):
-            return spec_name  # python -m pkg.app
-        return os.path.abspath(file) if file else None
-    return found
-
-
-class _AutoPool:
-    """A pool subprocess this process started, shared by its backends."""
-
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        self.proc = proc
-        self.users = 0
-
-    def stop(self, wait: float = 5.0) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(wait)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-_pools: dict[str, _AutoPool] = {}
-_pools_lock = threading.Lock()
-
-
-@atexit.register
-def _stop_pools() -> None:
-    with _pools_lock:
-        for pool in _pools.values():
-            pool.stop()
-        _pools.clear()
-
-
 class DiskcacheBackend:
     """The ``diskcache`` backend: a real queue and warm worker processes on a
     local directory, with no server to run. See the README for the design."""
 
     def __init__(self) -> None:
         self.options: dict[str, Any] = {}
-        self.store: Store | None = None
-        self.waker: pool_mod.Waker | None = None
         self.directory = ""
-        self._hook: Any = None
-        self._pool_key: str | None = None
-        self._pool_alive_at = 0.0
+        self._store: Store | None = None
+        self._jobs: Lifecycle | None = None
+        self.waker: Waker | None = None
+        self._autostarted = False
+        self._alive_at = 0.0
+        #: Connections opened before a fork: kept, never used or closed, in the worker.
+        self._inherited: list[Store] = []
 
-    # -- configuration -------------------------------------------------------------
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("bgcb-diskcache: the backend is not configured")
+        return self._store
+
+    @property
+    def jobs(self) -> Lifecycle:
+        if self._jobs is None:
+            raise RuntimeError("bgcb-diskcache: the backend is not configured")
+        return self._jobs
+
+    # -- configuration and life --------------------------------------------------------
 
     @hookimpl
     def bgcb_options(self) -> dict[str, Any]:
         return {
             "directory": None,
-            "workers": os.cpu_count() or 1,
-            "result_ttl": 3600.0,
+            "workers": defaults.WORKERS,
             "autostart": True,
             "app": None,
-            "cancel_grace": 0.5,
-            "dead_after": 10.0,
+            "dead_after": defaults.DEAD_AFTER,
         }
 
     @hookimpl
-    def bgcb_configure(self, options: dict[str, Any], hook: Any) -> None:
-        self._check(options)
+    def bgcb_configure(self, options: dict[str, Any], role: Role, jobs: Lifecycle) -> None:
+        if int(options["workers"]) < 1:
+            raise ConfigurationError(f"bgcb-diskcache: workers={options['workers']!r}; give at least 1 worker process.")
+        if float(options["dead_after"]) <= 0:
+            raise ConfigurationError(
+                f"bgcb-diskcache: dead_after={options['dead_after']!r} must be a positive number of seconds."
+            )
         self.options = options
-        self._hook = hook
+        self._jobs = jobs
         self.directory = os.path.abspath(os.path.expanduser(options["directory"] or default_directory()))
         try:
-            self.store = Store(self.directory, float(options["result_ttl"]))
+            self._store = Store(self.directory)
         except OSError as exc:
             raise ConfigurationError(
                 f"bgcb-diskcache: cannot use directory {self.directory!r} ({exc}). "
                 "Choose a writable local directory with directory=... or BGCB_DISKCACHE_DIRECTORY."
             ) from exc
-        self.waker = pool_mod.Waker(self.directory)
-        if options["autostart"] and not os.environ.get(pool_mod.ENV_IN_POOL) and not called_from_cli():
-            self._autostart(options["app"] or detect_app())
-
-    @staticmethod
-    def _check(options: dict[str, Any]) -> None:
-        if int(options["workers"]) < 1:
-            raise ConfigurationError(f"bgcb-diskcache: workers={options['workers']!r}; give at least 1 worker process.")
-        for name in ("result_ttl", "cancel_grace", "dead_after"):
-            if float(options[name]) <= 0:
-                raise ConfigurationError(f"bgcb-diskcache: {name}={options[name]!r} must be a positive number of seconds.")
+        self.waker = Waker(self.directory)
+        # "worker" (bgcb worker, the pool) and "cli" never start a pool; nor does
+        # any process started from a pool (its environment says so).
+        if role == "web" and options["autostart"] and not os.environ.get(defaults.ENV_IN_POOL):
+            self._autostart(options["app"] or autostart.detect_app())
 
     def _autostart(self, app: str | None) -> None:
         if not app:
@@ -181,126 +110,98 @@ class DiskcacheBackend:
                 "Pass bgcb.manager(app='mypkg.app') or run `bgcb worker APP_MODULE`."
             )
             return
-        with _pools_lock:
-            pool = _pools.get(self.directory)
-            if pool is None or pool.proc.poll() is not None:
-                config = {
-                    "directory": self.directory,
-                    "workers": int(self.options["workers"]),
-                    "result_ttl": float(self.options["result_ttl"]),
-                    "cancel_grace": float(self.options["cancel_grace"]),
-                    "app": app,
-                    "parent": os.getpid(),
-                    "sys_path": [os.path.abspath(p) if p else os.getcwd() for p in sys.path],
-                }
-                env = dict(os.environ, **{pool_mod.ENV_IN_POOL: "1"})
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "bgcb_diskcache", "pool", json.dumps(config)],
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    close_fds=True,
-                )
-                users = pool.users if pool else 0
-                pool = _pools[self.directory] = _AutoPool(proc)
-                pool.users = users
-            pool.users += 1
-            self._pool_key = self.directory
+        options = {**self.options, "directory": self.directory, **self.jobs.settings}
+        autostart.start(self.jobs.name, self.directory, options, app)
+        self._autostarted = True
+
+    def _release_pool(self) -> None:
+        if self._autostarted:
+            self._autostarted = False
+            autostart.release(self.directory)
+
+    def supervisor(self, parent: int | None = None, broken: str | None = None) -> Supervisor:
+        """A supervisor of ``workers`` processes running this instance's jobs (the caller holds the pool lock)."""
+        return Supervisor(self.jobs, self.store, self.reopen_store, int(self.options["workers"]), parent, broken)
+
+    def reopen_store(self) -> Store:
+        """In a forked worker: a store connection of its own (SQLite connections must not cross a fork)."""
+        if self._store is not None:
+            self._inherited.append(self._store)  # closing it here could disturb the parent's connection
+        self._store = Store(self.directory)
+        return self._store
 
     @hookimpl
-    def bgcb_run_worker(self, app_module: str, options: dict[str, Any]) -> bool:
-        """``bgcb worker APP_MODULE``: this process becomes the pool's supervisor
-        (the command imported the app already)."""
+    def bgcb_run_worker(self, app_module: str) -> bool:
+        """``bgcb worker APP_MODULE``: this process becomes the pool's supervisor (the app is imported)."""
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-        os.environ[pool_mod.ENV_IN_POOL] = "1"
-        pool_mod.serve(
-            self.directory,
-            int(options["workers"]),
-            float(options["result_ttl"]),
-            float(options["cancel_grace"]),
-            None,
-            None,
-        )
+        os.environ[defaults.ENV_IN_POOL] = "1"
+        self._release_pool()  # this process is the pool now
+        with pool_lock(self.directory):
+            self.supervisor().run()
         return True
 
     @hookimpl
     def bgcb_close(self) -> None:
-        if self._pool_key is not None:
-            with _pools_lock:
-                pool = _pools.get(self._pool_key)
-                if pool is not None:
-                    pool.users -= 1
-                    if pool.users <= 0:
-                        pool.stop()
-                        del _pools[self._pool_key]
-            self._pool_key = None
+        self._release_pool()
         if self.waker is not None:
             self.waker.close()
-        if self.store is not None:
-            self.store.close()
+        if self._store is not None:
+            self._store.close()
 
-    # -- jobs -------------------------------------------------------------------------
-
-    def _store(self) -> Store:
-        if self.store is None:
-            raise RuntimeError("bgcb-diskcache: the backend is not configured")
-        return self.store
+    # -- storage -------------------------------------------------------------------------
 
     @hookimpl
-    def bgcb_submit(self, job: Job) -> str:
-        job = Job.from_json(json.loads(json.dumps(job.to_json())))  # JSON only, checked here in the request
-        job_id = new_job_id()
-        self._store().submit(job_id, job)
+    def bgcb_enqueue(self, job_id: str, job: str, data: str, timeout: float | None, ttl: float) -> None:
+        self.store.enqueue(job_id, job, data, timeout, ttl)
         if self.waker is not None:
             self.waker.wake()
-        return job_id
 
-    def _pool_dead(self) -> bool:
-        """Whether the pool's heartbeat stopped (read at most once a second)."""
+    @hookimpl
+    def bgcb_read(self, job_id: str, drain: bool) -> Stored | None:
+        stored = self.store.read(job_id, drain)
+        if stored is not None and stored.state == "running":
+            stored.alive = self._pool_alive()
+        return stored
+
+    def _pool_alive(self) -> bool:
+        """Whether the pool's heartbeat is younger than ``dead_after`` (read at most once a second while it is)."""
         now = time.time()
-        if now - self._pool_alive_at < 1.0:
-            return False
-        info = self._store().pool()
+        if now - self._alive_at < defaults.ALIVE_FRESH:
+            return True
+        info = self.store.pool()
         if info is not None and now - float(info.get("beat", 0)) < float(self.options["dead_after"]):
-            self._pool_alive_at = now
-            return False
-        return True
+            self._alive_at = now
+            return True
+        return False
 
     @hookimpl
-    def bgcb_poll(self, job_id: str) -> Snapshot:
-        store = self._store()
-        snap = store.poll(job_id)
-        if snap.status.state is State.RUNNING and self._pool_dead():
-            if store.fail_if_running(job_id, pool_mod.pool_stopped_outcome()):
-                rest = store.poll(job_id)
-                rest.updates = snap.updates + rest.updates
-                return rest
-        return snap
+    def bgcb_load(self, job_id: str) -> str | None:
+        return self.store.load(job_id)
 
     @hookimpl
-    def bgcb_status(self, job_id: str) -> Status:
-        return self._store().status(job_id)
+    def bgcb_cas(self, job_id: str, expect: Sequence[str], state: str, data: str, ttl: float) -> bool:
+        return self.store.cas(job_id, expect, state, data, ttl)
 
     @hookimpl
-    def bgcb_progress(self, job_id: str) -> list[Update]:
-        return self._store().take_updates(job_id)
+    def bgcb_append(self, job_id: str, update: str, ttl: float) -> None:
+        self.store.append(job_id, update, ttl)
 
     @hookimpl
-    def bgcb_result(self, job_id: str) -> Outcome | None:
-        record = self._store().record(job_id)
-        return Outcome.from_json(record["outcome"]) if record and record["outcome"] else None
+    def bgcb_stop(self, job_id: str, after: float) -> None:
+        self.store.request_stop(job_id, after)
 
     @hookimpl
-    def bgcb_cancel(self, job_id: str) -> bool:
-        return self._store().cancel(job_id)
+    def bgcb_cache_put(self, cache_key: str, outcome: str, ttl: float) -> None:
+        self.store.cache_put(cache_key, outcome, ttl)
 
     @hookimpl
-    def bgcb_cached(self, cache_key: str) -> Outcome | None:
-        return self._store().cached(cache_key)
+    def bgcb_cache_get(self, cache_key: str) -> str | None:
+        return self.store.cache_get(cache_key)
 
     @hookimpl
-    def bgcb_jobs(self) -> list[tuple[str, Status]]:
-        return self._store().jobs()
+    def bgcb_active(self) -> list[str]:
+        return self.store.active()
 
     @hookimpl
     def bgcb_shared_secret(self, generate: Callable[[], bytes]) -> bytes:
-        return self._store().shared_secret(generate)
+        return self.store.shared_secret(generate)

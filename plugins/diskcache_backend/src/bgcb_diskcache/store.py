@@ -1,21 +1,23 @@
-"""The job store and FIFO queue, on one diskcache directory.
+"""Records, the FIFO queue and the running list, on one diskcache directory.
 
 Everything is JSON text in a :class:`diskcache.Cache` whose disk refuses to
 pickle or unpickle (:class:`JsonOnlyDisk`): a shared directory must not be a
 way to run code. Read-modify-write steps happen inside ``cache.transact()``
 (an SQLite ``BEGIN IMMEDIATE``), so web processes, the supervisor and workers
-can all write at once.
+can all write at once. The store keeps what the core gives it as opaque text
+and decides nothing about a job's life: the one conditional write is
+:meth:`Store.cas`, the core's compare-and-set.
 
 Keys::
 
-    sched        {"queue": [job ids, oldest first (FIFO)],
-                  "running": {job_id: {"pid", "started_at", "timeout", "cancel_at"}}}
-    r:<id>       the job's record {"job", "status", "updates", "outcome"}; the
-                 job is dropped and the record expires result_ttl seconds
-                 after the job ended
-    c:<key>      an outcome kept for cache_by reuse, with cache_expire
-    secret       Dash 4.4's handle-signing secret (bytes; first writer wins)
-    pool         the supervisor's heartbeat {"pid", "beat", "workers"}
+    r:<id>     {"state", "job", "data", "updates": [...], "timeout"}; expires
+               after the ttl of the core's last write
+    queue      [job ids, oldest first]
+    running    {job_id: {"pid", "started_at", "timeout", "stop_at"}}: who holds
+               each claimed job, for the supervisor
+    c:<key>    an outcome kept for cache_by reuse, with its own expiry
+    secret     Dash 4.4's handle-signing secret (bytes; first writer wins)
+    pool       the supervisor's heartbeat {"pid", "beat", "workers"}
 """
 
 from __future__ import annotations
@@ -23,19 +25,23 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from diskcache import Cache, Disk
 from diskcache.core import MODE_PICKLE, UNKNOWN
 
-from bgcb.jobs import Job, Outcome, Snapshot, State, Status, Update, is_job_id
+from bgcb import Stored
 
-SCHED = "sched"
+from . import defaults
+
+QUEUE = "queue"
+RUNNING = "running"
 SECRET = "secret"
 POOL = "pool"
 
 
-class JsonOnlyDisk(Disk):
+class JsonOnlyDisk(Disk):  # type: ignore[misc]
     """A diskcache disk that stores only ``str``/``bytes`` and never unpickles.
 
     diskcache pickles any other value, and unpickles whatever mode a row says;
@@ -63,20 +69,24 @@ class JsonOnlyDisk(Disk):
         return super().fetch(mode, filename, value, read)
 
 
-def _loads(text: Any, default: Any = None) -> Any:
-    return default if text is None else json.loads(text)
-
-
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-class Store:
-    """Jobs, queue and results in ``directory``; safe across processes."""
+def _left(expire_time: float | None) -> float | None:
+    """Seconds until an absolute diskcache expiry time, to keep it when rewriting a key."""
+    return None if expire_time is None else max(0.001, expire_time - time.time())
 
-    def __init__(self, directory: str, result_ttl: float = 3600.0) -> None:
+
+class Store:
+    """Jobs, queue and results in ``directory``; safe across processes and threads.
+
+    Open one per process: a forked worker opens its own (SQLite connections
+    must not cross a fork).
+    """
+
+    def __init__(self, directory: str) -> None:
         self.directory = directory
-        self.result_ttl = result_ttl
         os.makedirs(directory, exist_ok=True)
         self.cache = Cache(
             directory,
@@ -84,7 +94,7 @@ class Store:
             eviction_policy="none",  # never drop a queued job to make room
             statistics=0,
             tag_index=0,
-            timeout=60,
+            timeout=defaults.SQLITE_TIMEOUT,
         )
 
     def close(self) -> None:
@@ -93,230 +103,171 @@ class Store:
     # -- low level ---------------------------------------------------------------
 
     def _get(self, key: str, default: Any = None) -> Any:
-        return _loads(self.cache.get(key), default)
+        text = self.cache.get(key)
+        return default if text is None else json.loads(text)
 
     def _set(self, key: str, value: Any, expire: float | None = None) -> None:
         self.cache.set(key, _dumps(value), expire=expire)
 
-    def _sched(self) -> dict[str, Any]:
-        return self._get(SCHED) or {"queue": [], "running": {}}
+    def _record(self, job_id: str) -> tuple[dict[str, Any] | None, float | None]:
+        """The record and its absolute expiry time."""
+        text, expire_time = self.cache.get("r:" + job_id, expire_time=True)
+        return (None, None) if text is None else (json.loads(text), expire_time)
 
-    def _end(self, job_id: str, record: dict[str, Any], outcome: Outcome, sched: dict[str, Any]) -> None:
-        """Make ``record`` terminal with ``outcome`` (inside a transaction)."""
-        record["outcome"] = outcome.to_json()
-        record["job"] = None
-        record["status"]["state"] = outcome.state.value
-        record["status"]["position"] = None
-        record["status"]["finished_at"] = time.time()
-        self._set("r:" + job_id, record, expire=self.result_ttl)
-        sched["running"].pop(job_id, None)
+    def queue(self) -> list[str]:
+        return list(self._get(QUEUE, []))
 
-    # -- web side --------------------------------------------------------------------
+    def running(self) -> dict[str, dict[str, Any]]:
+        """Claimed jobs by id: the worker pid holding each, when it took it, its timeout and stop time."""
+        return dict(self._get(RUNNING, {}))
 
-    def submit(self, job_id: str, job: Job) -> None:
-        status = Status(State.QUEUED, submitted_at=time.time())
-        record = {"job": job.to_json(), "status": status.to_json(), "updates": [], "outcome": None}
+    # -- the storage hooks -----------------------------------------------------------
+
+    def enqueue(self, job_id: str, job: str, data: str, timeout: float | None, ttl: float) -> None:
+        """Store the record and queue its id, in one transaction: no worker sees an id without a record."""
+        record: dict[str, Any] = {"state": "queued", "job": job, "data": data, "updates": [], "timeout": timeout}
         with self.cache.transact(retry=True):
-            self._set("r:" + job_id, record)
-            sched = self._sched()
-            sched["queue"].append(job_id)
-            self._set(SCHED, sched)
+            self._set("r:" + job_id, record, expire=ttl)
+            self._set(QUEUE, [*self.queue(), job_id])
 
-    def record(self, job_id: str) -> dict[str, Any] | None:
-        if not is_job_id(job_id):
+    def read(self, job_id: str, drain: bool) -> Stored | None:
+        """State, data, drained updates and queue position; one read unless queued or updates wait."""
+        record, _ = self._record(job_id)
+        if record is None:
             return None
-        return self._get("r:" + job_id)
+        updates: list[str] = []
+        if drain and record["updates"]:
+            with self.cache.transact(retry=True):
+                record, expire_time = self._record(job_id)
+                if record is None:
+                    return None
+                updates, record["updates"] = record["updates"], []
+                self._set("r:" + job_id, record, expire=_left(expire_time))
+        position = None
+        if record["state"] == "queued":
+            queue = self.queue()
+            position = queue.index(job_id) if job_id in queue else 0  # 0: claimed, about to start
+        return Stored(record["state"], record["data"], updates, position)
 
-    def status(self, job_id: str, record: dict[str, Any] | None = None) -> Status:
-        record = record if record is not None else self.record(job_id)
-        if record is None:
-            return Status.unknown()
-        status = Status.from_json(record["status"])
-        if status.state is State.QUEUED:
-            queue = self._sched()["queue"]
-            status.position = queue.index(job_id) if job_id in queue else 0
-        return status
+    def load(self, job_id: str) -> str | None:
+        record, _ = self._record(job_id)
+        return None if record is None else str(record["job"])
 
-    def take_updates(self, job_id: str) -> list[Update]:
-        """The undelivered updates, removed from the record (delivered)."""
+    def cas(self, job_id: str, expect: Sequence[str], state: str, data: str, ttl: float) -> bool:
+        """If the state is one of ``expect``, write ``state`` and ``data`` (expiring in ``ttl``), atomically.
+
+        A job leaving ``queued`` for any other state leaves the queue in the
+        same transaction, so a cancelled queued job is never claimed.
+        """
         with self.cache.transact(retry=True):
-            record = self.record(job_id)
-            if not record or not record["updates"]:
-                return []
-            updates = record["updates"]
-            record["updates"] = []
-            expire = self.result_ttl if record["outcome"] is not None else None
-            self._set("r:" + job_id, record, expire=expire)
-            return updates
-
-    def poll(self, job_id: str) -> Snapshot:
-        """One read for a running or ended job (two while it is queued: the
-        queue, for its position); a write only when updates wait."""
-        record = self.record(job_id)
-        if record is None:
-            return Snapshot(Status.unknown())
-        status = self.status(job_id, record)
-        updates = self.take_updates(job_id) if record["updates"] else []
-        outcome = Outcome.from_json(record["outcome"]) if record["outcome"] else None
-        return Snapshot(status, updates, outcome)
-
-    def cancel(self, job_id: str) -> bool:
-        """Queued: removed from the queue, never starts. Running: marked
-        cancelled (the worker sees it at its next progress call) and flagged
-        for the supervisor, which kills the worker if it does not stop."""
-        if not is_job_id(job_id):
-            return False
-        with self.cache.transact(retry=True):
-            record = self.record(job_id)
-            if record is None or not State(record["status"]["state"]).active:
+            record, _ = self._record(job_id)
+            if record is None or record["state"] not in expect:
                 return False
-            sched = self._sched()
-            if job_id in sched["queue"]:
-                sched["queue"].remove(job_id)
-            entry = sched["running"].get(job_id)
-            self._end(job_id, record, Outcome.cancelled(), sched)
-            if entry is not None:  # still listed, for the supervisor to enforce
-                entry["cancel_at"] = time.time()
-                sched["running"][job_id] = entry
-            self._set(SCHED, sched)
+            was = record["state"]
+            record["state"], record["data"] = state, data
+            self._set("r:" + job_id, record, expire=ttl)
+            if was == "queued" and state != "queued":
+                queue = self.queue()
+                if job_id in queue:
+                    queue.remove(job_id)
+                    self._set(QUEUE, queue)
             return True
 
-    def fail_if_running(self, job_id: str, outcome: Outcome) -> bool:
-        """End a running job with ``outcome`` (a dead pool, seen from the web)."""
+    def append(self, job_id: str, update: str, ttl: float) -> None:
+        """Add one update at the end of the record's list, keeping the record's expiry."""
         with self.cache.transact(retry=True):
-            record = self.record(job_id)
-            if record is None or record["status"]["state"] != State.RUNNING.value:
-                return False
-            sched = self._sched()
-            self._end(job_id, record, outcome, sched)
-            self._set(SCHED, sched)
-            return True
-
-    def cached(self, cache_key: str) -> Outcome | None:
-        data = self._get("c:" + cache_key)
-        return Outcome.from_json(data) if data else None
-
-    def jobs(self) -> list[tuple[str, Status]]:
-        sched = self._sched()
-        listing: list[tuple[str, Status]] = []
-        for job_id in list(sched["running"]) + sched["queue"]:
-            record = self.record(job_id)
+            record, expire_time = self._record(job_id)
             if record is None:
-                continue
-            status = Status.from_json(record["status"])
-            if status.state.active:
-                if status.state is State.QUEUED:
-                    status.position = sched["queue"].index(job_id)
-                listing.append((job_id, status))
-        return listing
+                return
+            record["updates"].append(update)
+            left = _left(expire_time)
+            self._set("r:" + job_id, record, expire=ttl if left is None else left)
 
-    def shared_secret(self, generate: Any) -> bytes:
+    def cache_put(self, cache_key: str, outcome: str, ttl: float) -> None:
+        """Keep (or replace) the outcome under ``cache_key`` for ``ttl`` seconds."""
+        self.cache.set("c:" + cache_key, outcome, expire=ttl)
+
+    def cache_get(self, cache_key: str) -> str | None:
+        text = self.cache.get("c:" + cache_key)
+        return None if text is None else str(text)
+
+    def active(self) -> list[str]:
+        """Ids listed as running (in the order they were claimed), then queued ones in queue order."""
+        return [*self.running(), *self.queue()]
+
+    def shared_secret(self, generate: Callable[[], bytes]) -> bytes:
         if self.cache.get(SECRET) is None:
             self.cache.add(SECRET, bytes(generate()))  # atomic: the first writer wins
         secret = self.cache.get(SECRET)
         return secret.encode() if isinstance(secret, str) else bytes(secret)
 
-    def pool(self) -> dict[str, Any] | None:
-        return self._get(POOL)
-
-    # -- worker side -----------------------------------------------------------------
+    # -- the worker loop and the supervisor --------------------------------------------
 
     def has_queued(self) -> bool:
-        """A cheap read, so that idle workers woken together do not all take
-        the write lock for nothing."""
-        return bool(self._sched()["queue"])
+        """A cheap read, so that idle workers woken together do not all take the write lock for nothing."""
+        return bool(self.queue())
 
-    def claim(self, pid: int) -> tuple[str, Job] | None:
-        """Take the oldest queued job and mark it running in worker ``pid``."""
+    def claim(self, pid: int) -> str | None:
+        """Pop the oldest queued id and list it as held by worker ``pid``, in one transaction.
+
+        Listing it before the worker does anything else means that a worker
+        killed right after the pop still has its job attributed to it.
+        """
         with self.cache.transact(retry=True):
-            sched = self._sched()
-            queue = sched["queue"]
-            while queue:
+            queue = self.queue()
+            job_id, record = "", None
+            while queue and record is None:
                 job_id = queue.pop(0)
-                record = self.record(job_id)
-                if record is not None and record.get("job") and record["status"]["state"] == State.QUEUED.value:
-                    break
-            else:
-                self._set(SCHED, sched)
+                record, _ = self._record(job_id)  # None: it expired while queued, drop it
+            self._set(QUEUE, queue)
+            if record is None:
                 return None
-            now = time.time()
-            job = record["job"]
-            record["status"].update(state=State.RUNNING.value, position=None, started_at=now)
-            self._set("r:" + job_id, record)
-            sched["running"][job_id] = {"pid": pid, "started_at": now, "timeout": job.get("timeout"), "cancel_at": None}
-            self._set(SCHED, sched)
-            return job_id, Job.from_json(job)
+            running = self.running()
+            entry = {"pid": pid, "started_at": time.time(), "timeout": record.get("timeout"), "stop_at": None}
+            running[job_id] = entry
+            self._set(RUNNING, running)
+            return job_id
 
-    def state(self, job_id: str) -> State:
-        record = self.record(job_id)
-        return State(record["status"]["state"]) if record else State.UNKNOWN
-
-    def append(self, job_id: str, update: Update) -> None:
+    def unlist(self, job_id: str, pid: int | None = None) -> None:
+        """Drop ``job_id`` from the running list (only if ``pid`` holds it, when given)."""
         with self.cache.transact(retry=True):
-            record = self.record(job_id)
-            if record is not None and record["status"]["state"] == State.RUNNING.value:
-                record["updates"].append(update)
-                self._set("r:" + job_id, record)
+            running = self.running()
+            entry = running.get(job_id)
+            if entry is not None and (pid is None or entry["pid"] == pid):
+                del running[job_id]
+                self._set(RUNNING, running)
 
-    def finish(self, job_id: str, job: Job, outcome: Outcome) -> None:
-        """Store how the job ended, unless it was cancelled or failed meanwhile."""
-        try:
-            _dumps(outcome.to_json())
-        except (TypeError, ValueError) as exc:
-            outcome = Outcome.failure(f"bgcb-diskcache could not store the outcome as JSON: {exc}")
+    def request_stop(self, job_id: str, after: float) -> None:
+        """Ask the supervisor to kill the worker holding ``job_id`` if it still does ``after`` s from now."""
         with self.cache.transact(retry=True):
-            sched = self._sched()
-            record = self.record(job_id)
-            if record is not None and record["status"]["state"] == State.RUNNING.value:
-                self._end(job_id, record, outcome, sched)
-                if job.cache and outcome.kind in ("value", "no_update") and job.cache_key:
-                    self._set("c:" + job.cache_key, outcome.to_json(), expire=job.cache_expire)
-            else:
-                sched["running"].pop(job_id, None)
-            self._set(SCHED, sched)
+            running = self.running()
+            entry = running.get(job_id)
+            if entry is None:
+                return  # not held by a worker (any more)
+            at = time.time() + after
+            entry["stop_at"] = at if entry.get("stop_at") is None else min(entry["stop_at"], at)
+            self._set(RUNNING, running)
 
-    # -- supervisor side ---------------------------------------------------------------
-
-    def running(self) -> dict[str, dict[str, Any]]:
-        return self._sched()["running"]
-
-    def end_jobs_of(self, pid: int, outcome: Outcome, only: str | None = None, kill: bool = False) -> list[str]:
-        """End the jobs worker ``pid`` runs (``only`` that one) with ``outcome``
-        when still running, and drop them from ``running``. With ``kill``, the
-        worker is SIGKILLed inside the transaction, so it cannot have moved on
-        to another job in between."""
+    def kill_holder(self, job_id: str, pid: int, kill: Callable[[int], None]) -> bool:
+        """``kill(pid)`` if ``pid`` still holds ``job_id``, inside a transaction: the
+        worker cannot have moved on to another job in between. True if it did."""
         with self.cache.transact(retry=True):
-            sched = self._sched()
-            mine = [j for j, e in sched["running"].items() if e.get("pid") == pid and (only is None or j == only)]
-            if not mine:
-                return []
-            if kill:
-                try:
-                    os.kill(pid, 9)
-                except ProcessLookupError:
-                    pass
-            return self._end_listed(sched, mine, outcome)
-
-    def recover(self, outcome: Outcome) -> list[str]:
-        """End every job listed as running: its pool stopped or died before
-        this one started."""
-        with self.cache.transact(retry=True):
-            sched = self._sched()
-            return self._end_listed(sched, list(sched["running"]), outcome)
-
-    def _end_listed(self, sched: dict[str, Any], job_ids: list[str], outcome: Outcome) -> list[str]:
-        """End ``job_ids`` with ``outcome`` where still running and drop them
-        from ``running``; the caller holds the transaction."""
-        for job_id in job_ids:
-            record = self.record(job_id)
-            if record is not None and record["status"]["state"] == State.RUNNING.value:
-                self._end(job_id, record, outcome, sched)
-            sched["running"].pop(job_id, None)
-        self._set(SCHED, sched)
-        return job_ids
+            entry = self.running().get(job_id)
+            if entry is None or entry["pid"] != pid:
+                return False
+            kill(pid)
+            return True
 
     def beat(self, workers: int) -> None:
         self._set(POOL, {"pid": os.getpid(), "beat": time.time(), "workers": workers})
+
+    def pool(self) -> dict[str, Any] | None:
+        """The heartbeat of the pool serving this directory, if one beat."""
+        info = self._get(POOL)
+        return info if isinstance(info, dict) else None
+
+    def forget_pool(self) -> None:
+        self.cache.delete(POOL)
 
     def cleanup(self) -> int:
         """Delete expired records and cached outcomes; return how many."""

@@ -1,0 +1,43 @@
+"""Named defaults of bgcb-diskcache, in one place.
+
+The first group are the backend's own options (``bgcb.manager(workers=...)``
+or ``BGCB_DISKCACHE_<OPTION>``); ``result_ttl``, ``job_ttl`` and
+``cancel_grace`` are the core's (:mod:`bgcb.defaults`). The rest are fixed
+intervals and file names of the pool.
+"""
+
+from __future__ import annotations
+
+import os
+
+#: Worker processes per pool: the concurrency bound.
+WORKERS = os.cpu_count() or 1
+#: Seconds without a pool heartbeat after which a running job's worker counts as gone.
+DEAD_AFTER = 10.0
+
+#: Set in pool processes (and so inherited by anything a job starts): such a
+#: process never autostarts another pool, and an app can tell where it runs.
+ENV_IN_POOL = "BGCB_DISKCACHE_IN_POOL"
+
+#: Files in the directory beside the store.
+LOCK_NAME = "supervisor.lock"
+WAKE_NAME = "wake.fifo"
+
+#: Seconds between supervisor ticks (a child's exit wakes it at once).
+TICK = 0.2
+#: Seconds between pool heartbeats.
+BEAT_EVERY = 1.0
+#: Seconds between deletions of expired records.
+CLEANUP_EVERY = 30.0
+#: Seconds a web process trusts a heartbeat it found fresh before reading it again.
+ALIVE_FRESH = 1.0
+#: Seconds a standby supervisor sleeps between attempts at the directory's lock.
+STANDBY_RETRY = 0.5
+#: Seconds workers get to exit after SIGTERM when the pool stops, before SIGKILL.
+SHUTDOWN_WAIT = 3.0
+#: Seconds an autostarted pool gets to stop after SIGTERM, before SIGKILL.
+POOL_STOP_WAIT = 5.0
+#: Seconds an idle worker on a system without exclusive FIFO wake-ups waits before checking its parent.
+IDLE_CHECK = 1.0
+#: Seconds SQLite waits for another process's write lock before diskcache retries.
+SQLITE_TIMEOUT = 60
