@@ -65,9 +65,7 @@ def test_fifo_order_concurrency_bound_positions_and_bgcb_jobs(served: Served) ->
     ids = [job_id(h) for h in handles]
     jobs = served.jobs()
     # Queue positions while the first two run.
-    wait_for(
-        lambda: jobs.status(ids[0]).state is State.RUNNING and jobs.status(ids[1]).state is State.RUNNING, 10, "two running"
-    )
+    wait_for(lambda: jobs.status(ids[0]).state is State.RUNNING and jobs.status(ids[1]).state is State.RUNNING, 10, "two running")
     positions = [jobs.status(i).position for i in ids[2:]]
     assert positions == [0, 1, 2, 3]
     listing = subprocess.run(
