@@ -41,7 +41,7 @@ SECRET = "secret"
 POOL = "pool"
 
 
-class JsonOnlyDisk(Disk):  # type: ignore[misc]
+class JsonOnlyDisk(Disk):
     """A diskcache disk that stores only ``str``/``bytes`` and never unpickles.
 
     diskcache pickles any other value, and unpickles whatever mode a row says;
