@@ -157,7 +157,8 @@ class Worker:
         full_env.setdefault("BGCB_BACKEND", "celery")
         if celery_app:  # the documented `celery -A app_module:attribute worker`
             cmd = [sys.executable, "-m", "celery", "-A", celery_app, "worker", "--pool=prefork", f"-c{concurrency}"]
-            cmd += ["--loglevel=INFO", "--without-gossip", "--without-mingle"]
+            # No worker-heartbeat events: their PUBLISH every 2 s would blur the tests that count commands.
+            cmd += ["--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"]
             queue = full_env.get("BGCB_CELERY_QUEUE")
             if queue:
                 cmd += ["-Q", queue]

@@ -3,6 +3,7 @@ subprocesses, and Dash apps served over HTTP."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -17,16 +18,17 @@ from bgcb_testing import DashClient
 from bgcb_testing.server import wait_for
 
 
-def _record(redis_client, job: str, prefix: str = "bgcb"):
-    from bgcb_celery.store import Record
+def _record(redis_client, job: str, prefix: str = "bgcb") -> dict | None:
+    """The job's record as the store keeps it: its state and the core's data."""
+    from bgcb_celery.store import Keys
 
-    raw = redis_client.get(f"{prefix}:rec:{job.split('~')[0]}")
-    return Record.decode(raw) if raw else None
+    fields = redis_client.hgetall(Keys(prefix).job(job.split("~")[0]))
+    return {"state": fields["s"], "data": json.loads(fields["d"])} if fields else None
 
 
-def _running(redis_client, job: str):
-    record = _record(redis_client, job)
-    return record if record is not None and record.state.value == "running" else None
+def _running(redis_client, job: str, prefix: str = "bgcb") -> dict | None:
+    record = _record(redis_client, job, prefix)
+    return record if record is not None and record["state"] == "running" else None
 
 
 def test_simple_job_through_the_generic_task(client: DashClient, worker) -> None:
@@ -44,13 +46,16 @@ def test_finished_jobs_cost_no_broadcast_and_one_script_call_per_poll(client: Da
 
     client.run([("quick-out", "children")], [("quick-btn", "n_clicks", 1)])  # warm: scripts loaded
     before = calls()
-    polls = 0
-    for n in range(5):
+    polls, jobs = 0, 5
+    for n in range(jobs):
         polls += client.run([("quick-out", "children")], [("quick-btn", "n_clicks", n)], interval=0.1).polls
     after = calls()
     delta = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
     assert "cmdstat_publish" not in delta, f"a control broadcast (revoke) was sent for finished jobs: {delta}"
-    assert delta.get("cmdstat_evalsha", 0) == polls, f"one script call per poll: {polls} polls, {delta}"
+    # The read script is the only caller of HMGET: one per poll (the worker's own cancel checks need none here).
+    assert delta.get("cmdstat_hmget", 0) == polls, f"one script call per poll: {polls} polls, {delta}"
+    # Only polls of a running job pop updates: a finished job that left none is read without LPOP.
+    assert delta.get("cmdstat_lpop", 0) <= polls - jobs, f"{polls} polls, {jobs} jobs: {delta}"
 
 
 def test_callback_in_an_imported_module(client: DashClient) -> None:
@@ -81,7 +86,7 @@ def test_cancel_running_job_stops_within_one_second(client: DashClient, redis_cl
     assert ticks.stat().st_size == size, "the job kept running after cancel"
     run = client.run(outputs, inputs, state, handles=handles, timeout=5)
     assert run.final.status == 204, "a cancelled job ends with no update"
-    assert _record(redis_client, handles["job"]).state.value == "cancelled"
+    assert _record(redis_client, handles["job"])["state"] == "cancelled"
 
 
 def test_cancel_queued_job_never_runs(client: DashClient, cel_app, worker, redis_client, tmp_path: Path) -> None:
@@ -121,7 +126,7 @@ def test_killed_worker_process_is_an_error_within_five_seconds(client: DashClien
     outputs, inputs, state = [("ticker-out", "children")], [("ticker-btn", "n_clicks", 3)], [("ticker-file", "value", str(ticks))]
     handles = client.start(outputs, inputs, state)
     record = wait_for(lambda: _running(redis_client, handles["job"]), 15, "the job to start", interval=0.05)
-    pid = int(record.body["worker"].rsplit(":", 1)[1])
+    pid = int(record["data"]["worker"].rsplit(":", 1)[1])
     os.kill(pid, signal.SIGKILL)
     killed = time.monotonic()
     run = client.run(outputs, inputs, state, handles=handles, interval=0.25, timeout=10)
@@ -142,7 +147,7 @@ def test_killed_worker_host_loses_no_job(redis_server, redis_client) -> None:
         client = DashClient.http(server.url).load()
         long_out, long_in = [("k-out", "children")], [("k-btn", "n_clicks", 1)]
         handles = client.start(long_out, long_in)
-        wait_for(lambda: _record(redis_client, handles["job"], "bgcb-kill"), 15, "the long job to start", interval=0.05)
+        wait_for(lambda: _running(redis_client, handles["job"], "bgcb-kill"), 15, "the long job to start", interval=0.05)
         os.killpg(first.pid, signal.SIGKILL)
         killed = time.monotonic()
         first.proc.wait(5)
@@ -224,7 +229,7 @@ def test_redis_restart_with_jobs_queued_and_running(client: DashClient, cel_serv
         "two jobs running",
         interval=0.05,
     )
-    assert _record(redis_client, handles[3]["job"]) is None, "the last job is still queued"
+    assert _record(redis_client, handles[3]["job"])["state"] == "queued", "the last job is still queued"
 
     during: list = []
 

@@ -1,35 +1,26 @@
-"""Pure logic of bgcb-celery: record format, URLs in messages, option checks.
+"""Pure logic of bgcb-celery: key names, URLs in messages, option checks, worker arguments.
 No services needed (the Redis client connects lazily)."""
 
 from __future__ import annotations
 
 import pytest
 
+from bgcb.defaults import LIFECYCLE_OPTIONS
 from bgcb.errors import ConfigurationError
-from bgcb.jobs import State
 from bgcb.provider import load
-from bgcb_celery import TASK_NAME, celery_app_of
-from bgcb_celery.backend import redact
-from bgcb_celery.store import Record
+from bgcb_celery import TASK_NAME, CeleryBackend, celery_app_of
+from bgcb_celery.config import redact, worker_argv
+from bgcb_celery.store import Keys
 
 
-def test_record_round_trip_and_header() -> None:
-    record = Record(State.RUNNING, 1.5, 2.25, 10.0, None, 86400, {"worker": "h:1", "note": "a|b"})
-    raw = record.encode()
-    assert raw.startswith("v1|running|1.5|2.25|10.0||86400.0|")
-    assert Record.decode(raw) == record
-
-
-def test_record_outcome_for_lost_and_timed_out_jobs() -> None:
-    lost = Record(State.FAILED, body={"reason": "lost", "heartbeat_ttl": 3.0}).outcome
-    assert lost.kind == "error" and "stopped without finishing" in lost.error["msg"]
-    late = Record(State.FAILED, timeout=2.0, body={"reason": "timeout"}).outcome
-    assert "timed out" in late.error["msg"]
-
-
-def test_decode_refuses_foreign_data() -> None:
-    with pytest.raises(ValueError, match="not a bgcb-celery"):
-        Record.decode('{"pickle": "no"}')
+def test_key_layout() -> None:
+    keys = Keys("app1")
+    assert keys.job("J") == "app1:job:J"
+    assert keys.upd("J") == "app1:upd:J"
+    assert keys.hb("J") == "app1:hb:J"
+    assert keys.queue == "app1:queue"
+    assert keys.cache("k") == "app1:cache:k"
+    assert keys.secret == "app1:secret"
 
 
 def test_redact_hides_passwords() -> None:
@@ -38,15 +29,35 @@ def test_redact_hides_passwords() -> None:
     assert redact("redis://host/0") == "redis://host/0"
 
 
+def test_lifecycle_options_are_the_cores() -> None:
+    assert not set(CeleryBackend().bgcb_options()) & set(LIFECYCLE_OPTIONS)
+    backend = load("celery", fresh=True, result_ttl=10.0, cancel_grace=2.0)
+    try:
+        assert backend.settings["result_ttl"] == 10.0 and backend.settings["cancel_grace"] == 2.0
+        assert "result_ttl" not in backend.options
+    finally:
+        backend.close()
+
+
 def test_options_are_checked_with_clear_errors() -> None:
     with pytest.raises(ConfigurationError, match="heartbeat_ttl"):
         load("celery", fresh=True, heartbeat=2.0, heartbeat_ttl=1.0)
+    with pytest.raises(ConfigurationError, match="outage_grace"):
+        load("celery", fresh=True, outage_grace=0)
     with pytest.raises(ConfigurationError, match="module:attribute"):
         load("celery", fresh=True, celery_app="no_colon_here")
     with pytest.raises(ConfigurationError, match="not a Redis URL"):
         load("celery", fresh=True, broker_url="amqp://guest:guest@localhost//", result_url="amqp://x@y//")
     with pytest.raises(ConfigurationError, match="unknown option"):
         load("celery", fresh=True, brokr_url="redis://x")
+
+
+def test_worker_arguments_from_options() -> None:
+    opts = {**CeleryBackend().bgcb_options(), "concurrency": 3, "worker_args": "-n w1@%h --without-gossip"}
+    argv = worker_argv(opts, "jobs")
+    assert argv[:5] == ["worker", "--pool=prefork", "--loglevel=INFO", "-Q", "jobs"]
+    assert "--concurrency=3" in argv
+    assert argv[-3:] == ["-n", "w1@%h", "--without-gossip"]
 
 
 def test_own_celery_app_gets_the_generic_task() -> None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .backend import TASK_NAME, CeleryBackend, StoreUnavailable
+from .backend import CeleryBackend
+from .defaults import TASK_NAME
+from .store import StoreUnavailable
 
 __all__ = ["TASK_NAME", "CeleryBackend", "StoreUnavailable", "celery_app_of"]
 

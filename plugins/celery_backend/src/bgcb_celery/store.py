@@ -1,46 +1,64 @@
-"""The Redis side of bgcb-celery: key layout, record format and Lua scripts.
+"""The Redis store of bgcb-celery: key layout, the operations of the contract, and Redis errors.
 
-Every operation on the hot path is one round trip and as few Redis commands as
-possible, because each command is paid for on every job (see the README):
+Keys under one prefix (default ``bgcb``)::
 
-- submit: ``ZADD queue`` (the job payload travels in the Celery message);
-- start (worker): ``SET rec NX EX life`` (the claim), ``ZREM queue``;
-- finish (worker): ``SET rec XX GET``;
-- poll: one ``EVALSHA`` that reads the record and, only when needed, pops
-  updates, checks the heartbeat or the queue position.
+    <prefix>:job:<id>      hash {s: state, d: data, j: job, u}  TTL: the core's ttl of the last write
+    <prefix>:upd:<id>      list of update texts, oldest first  TTL: job_ttl from its creation
+    <prefix>:hb:<id>       heartbeat of a running job          TTL: heartbeat_ttl
+    <prefix>:queue         sorted set of queued ids by submit time
+    <prefix>:cache:<key>   a cached outcome                     TTL: Dash's expire
+    <prefix>:secret        Dash's signing secret                (first writer wins)
 
-A job's **record** is one string: a small ``|``-separated header that Lua can
-read without a JSON parser, then a JSON body::
-
-    v1|<state>|<submitted_at>|<started_at>|<timeout>|<updates>|<life>|{"outcome": ..., ...}
-
-``updates`` is empty while the job runs and, once it ended, the number of
-progress/set_props updates the worker pushed (0 lets a poll skip ``LPOP``).
-``life`` is the TTL the worker set when it claimed the job, so that a poll can
-tell the job's age from the record's remaining TTL, on Redis's clock. The
-worker's heartbeat key (``hb``) appears after one heartbeat interval.
+Every operation is one round trip, and the ones on every job are Lua scripts
+(:mod:`bgcb_celery.scripts`) that run only the commands the record's state
+needs. Two error policies: the web process retries a failed call once on a
+fresh connection, then raises :class:`StoreUnavailable` naming the URL; a
+worker (``patient``) retries for ``store_retry`` seconds, through a Redis
+restart.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-from typing import Any
+import base64
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
 
-from bgcb.jobs import Outcome, State, Status
-from bgcb.runner import timeout_outcome
+import redis
 
-VERSION = "v1"
+from bgcb import Stored
+from bgcb.errors import BgcbError
+
+from . import defaults, scripts
+from .config import Timing, redact
+
+log = logging.getLogger("bgcb.celery")
+T = TypeVar("T")
+REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
 
 
-@dataclass
+class StoreUnavailable(BgcbError, ConnectionError):
+    """The Redis store (or the broker) cannot be reached."""
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+@dataclass(frozen=True)
 class Keys:
-    """Key names under one prefix (default ``bgcb``)."""
+    """Key names under one prefix."""
 
     prefix: str
 
-    def rec(self, job_id: str) -> str:
-        return f"{self.prefix}:rec:{job_id}"
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
 
     def upd(self, job_id: str) -> str:
         return f"{self.prefix}:upd:{job_id}"
@@ -60,130 +78,195 @@ class Keys:
         return f"{self.prefix}:secret"
 
 
-def _num(value: float | None) -> str:
-    return "" if value is None else repr(float(value))
+class RedisStore:
+    """One Redis connection pool and the store operations on it; safe to share between threads."""
 
+    def __init__(self, url: str, prefix: str, timing: Timing) -> None:
+        self.url = url
+        self.keys = Keys(prefix)
+        self.timing = timing
+        self.redis = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=defaults.CONNECT_TIMEOUT,
+            socket_timeout=defaults.SOCKET_TIMEOUT,
+            client_name="bgcb-celery",
+        )
+        self._enqueue = self.redis.register_script(scripts.ENQUEUE)
+        self._read = self.redis.register_script(scripts.READ)
+        self._cas = self.redis.register_script(scripts.CAS)
+        self._outage_since: float | None = None
+        self._last_outage = float("-inf")
+        self._trimmed = time.time()
 
-def _float(text: str) -> float | None:
-    return float(text) if text else None
+    def close(self) -> None:
+        self.redis.close()
 
+    # -- errors ----------------------------------------------------------------------
 
-@dataclass
-class Record:
-    """A job record as stored (see the module docstring)."""
-
-    state: State
-    submitted_at: float | None = None
-    started_at: float | None = None
-    timeout: float | None = None
-    updates: int | None = None
-    #: Seconds of TTL the worker gave the record when it claimed the job.
-    life: float | None = None
-    body: dict[str, Any] = field(default_factory=dict)
-
-    def encode(self) -> str:
-        updates = "" if self.updates is None else str(self.updates)
-        fields = [self.state.value, _num(self.submitted_at), _num(self.started_at), _num(self.timeout), updates, _num(self.life)]
-        head = "|".join([VERSION, *fields])
-        return f"{head}|{json.dumps(self.body, separators=(',', ':'))}"
-
-    @classmethod
-    def decode(cls, raw: str) -> Record:
-        parts = raw.split("|", 7)
-        if len(parts) != 8 or parts[0] != VERSION:
-            raise ValueError(f"not a bgcb-celery {VERSION} record: {raw[:60]!r}")
-        _, state, submitted, started, timeout, updates, life, body = parts
-        return cls(
-            State(state),
-            _float(submitted),
-            _float(started),
-            _float(timeout),
-            int(updates) if updates else None,
-            _float(life),
-            json.loads(body),
+    def unreachable(self, exc: BaseException) -> str:
+        return (
+            f"bgcb-celery: cannot reach the Redis job store at {redact(self.url)} ({exc}). Start Redis there, or "
+            "point BGCB_CELERY_RESULT_URL (or REDIS_URL, or bgcb.manager(result_url=...)) to a running Redis. "
+            "The app keeps serving; background callbacks fail until Redis is back."
         )
 
-    @property
-    def outcome(self) -> Outcome | None:
-        reason = self.body.get("reason")
-        if reason == "timeout":
-            return timeout_outcome(self.timeout or 0)
-        if reason == "lost":
-            return lost_outcome(self.body.get("heartbeat_ttl"))
-        data = self.body.get("outcome")
-        return Outcome.from_json(data) if data else None
+    def _failed(self) -> None:
+        now = time.time()
+        self._last_outage = now
+        if self._outage_since is None:
+            self._outage_since = now
 
-    def status(self) -> Status:
-        return Status(self.state, None, self.submitted_at, self.started_at, self.body.get("finished_at"))
+    def call(self, fn: Callable[[], T], patient: bool = False) -> T:
+        """Run one store operation under the web policy, or the worker's (``patient``)."""
+        deadline = time.monotonic() + (self.timing.store_retry if patient else 0.0)
+        pause, tries = 0.05, 0
+        while True:
+            try:
+                result = fn()
+            except REDIS_ERRORS as exc:
+                self._failed()
+                tries += 1
+                if tries > 1 and time.monotonic() >= deadline:
+                    raise StoreUnavailable(self.unreachable(exc)) from exc
+                if patient:
+                    log.warning("bgcb-celery: Redis at %s unavailable (%s); retrying", redact(self.url), exc)
+                    time.sleep(pause)
+                    pause = min(pause * 2, 1.0)
+                continue  # the web retries once, on a fresh connection
+            self._outage_since = None
+            return result
+
+    def outage_age(self) -> float | None:
+        """Seconds since the store became unreachable, as this process saw it; None if it is not."""
+        return None if self._outage_since is None else time.time() - self._outage_since
+
+    def quiet(self) -> bool:
+        """Whether this process saw an outage so lately that missing heartbeats prove nothing."""
+        return time.time() - self._last_outage < self.timing.quiet
+
+    # -- records ---------------------------------------------------------------------
+
+    def enqueue(self, job_id: str, job: str, data: str, ttl: float) -> None:
+        now = time.time()
+        cutoff = ""
+        if now - self._trimmed > defaults.TRIM_EVERY:  # forget ids whose message never arrived
+            self._trimmed = now
+            cutoff = repr(now - ttl)
+        keys = [self.keys.job(job_id), self.keys.queue]
+        self.call(lambda: self._enqueue(keys=keys, args=[job_id, job, data, _ms(ttl), repr(now), cutoff]))
+
+    def unqueue(self, job_id: str) -> None:
+        """Undo an enqueue whose message could not be sent (best effort)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.delete(self.keys.job(job_id))
+        pipe.zrem(self.keys.queue, job_id)
+        try:
+            pipe.execute()
+        except redis.RedisError:
+            pass
+
+    def read(self, job_id: str, drain: bool, patient: bool = False) -> Stored | None:
+        k = self.keys
+        keys = [k.job(job_id), k.upd(job_id), k.hb(job_id), k.queue]
+        declare = 0 if self.quiet() else 1
+        args: list[str | int] = [job_id, int(drain), declare, repr(self.timing.quiet), defaults.DRAIN_MAX]
+        reply = self.call(lambda: self._read(keys=keys, args=args), patient)
+        if not reply:
+            return None
+        state, data, updates, position, alive = reply
+        return Stored(
+            state,
+            data or "",
+            list(updates or []),
+            None if position is None else int(position),
+            None if alive is None else bool(alive),
+        )
+
+    def load(self, job_id: str, patient: bool = False) -> str | None:
+        text = self.call(lambda: self.redis.hget(self.keys.job(job_id), "j"), patient)
+        return None if text is None else str(text)
+
+    def cas(
+        self,
+        job_id: str,
+        expect: Sequence[str],
+        state: str,
+        data: str,
+        ttl: float,
+        patient: bool = False,
+        no_updates: bool = False,
+    ) -> bool:
+        """The compare-and-set of the contract; ``no_updates`` marks an ended job that appended none."""
+        keys = [self.keys.job(job_id), self.keys.queue]
+        args: list[str | int] = [state, data, _ms(ttl), job_id, "0" if no_updates else "", *expect]
+        return bool(self.call(lambda: self._cas(keys=keys, args=args), patient))
+
+    def append(self, job_id: str, update: str, ttl: float) -> None:
+        """RPUSH; a list it created (the first update, or the first after a drain emptied it) gets the TTL."""
+        key = self.keys.upd(job_id)
+        if self.call(lambda: self.redis.rpush(key, update), patient=True) == 1:
+            self.call(lambda: self.redis.pexpire(key, _ms(ttl)), patient=True)
+
+    # -- cache and secret ----------------------------------------------------------------
+
+    def cache_put(self, cache_key: str, outcome: str, ttl: float) -> None:
+        self.call(lambda: self.redis.set(self.keys.cache(cache_key), outcome, px=_ms(ttl)), patient=True)
+
+    def cache_get(self, cache_key: str) -> str | None:
+        text = self.call(lambda: self.redis.get(self.keys.cache(cache_key)))
+        return None if text is None else str(text)
+
+    def secret(self, generate: Callable[[], bytes]) -> bytes:
+        def fetch() -> str:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.set(self.keys.secret, base64.b64encode(generate()).decode(), nx=True)
+            pipe.get(self.keys.secret)
+            return str(pipe.execute()[1])
+
+        return base64.b64decode(self.call(fetch))
+
+    # -- heartbeats and listings ---------------------------------------------------------
+
+    def beat(self, job_ids: Iterable[str], worker: str, patient: bool = False) -> None:
+        """Write (or renew) the heartbeat of each job, in one round trip."""
+        ttl = _ms(self.timing.heartbeat_ttl)
+
+        def write() -> None:
+            pipe = self.redis.pipeline(transaction=False)
+            for job_id in job_ids:
+                pipe.set(self.keys.hb(job_id), worker, px=ttl)
+            pipe.execute()
+
+        self.call(write, patient)
+
+    def unbeat(self, job_id: str) -> None:
+        """Remove a heartbeat (best effort: it expires by itself)."""
+        try:
+            self.redis.delete(self.keys.hb(job_id))
+        except redis.RedisError as exc:
+            log.warning("bgcb-celery: could not remove the heartbeat of job %s: %s", job_id, exc)
+
+    def executing(self, job_id: str) -> bool:
+        """Whether a worker still runs the job (its heartbeat is present)."""
+        return bool(self.call(lambda: self.redis.exists(self.keys.hb(job_id))))
+
+    def active(self) -> list[str]:
+        """Running ids (those with a heartbeat), then queued ids in queue order."""
+        prefix = self.keys.hb("")
+        pattern = _glob_escape(prefix) + "*"
+        running = self.call(lambda: [key[len(prefix) :] for key in self.redis.scan_iter(match=pattern, count=500)])
+        queued = self.call(lambda: list(self.redis.zrange(self.keys.queue, 0, -1)))
+        return sorted(running) + [job_id for job_id in queued if job_id not in running]
 
 
-def lost_outcome(heartbeat_ttl: float | None) -> Outcome:
-    """The error of a job whose worker stopped sending heartbeats."""
-    within = f" for more than {heartbeat_ttl:g} s" if heartbeat_ttl else ""
-    return Outcome.failure(
-        "bgcb-celery: the worker running this background callback stopped without finishing it "
-        f"(its heartbeat was missing{within}: the process was killed, ran out of memory, or lost "
-        "Redis). The job was not retried; check the Celery worker's log and trigger the callback again."
-    )
+def stored_for_outage(last: Stored | None) -> Stored:
+    """What a poll answers while Redis is unreachable: the last read of the job, without updates.
 
-
-#: One poll: the record, and only when needed the updates, the heartbeat or
-#: the queue place. Marks a running job failed when its heartbeat is missing
-#: (worker died) or it ran past its timeout (worker stuck). A job's age comes
-#: from its record's TTL (set to ``life`` at the claim): no clocks compared.
-#: KEYS: rec, upd, hb, queue.  ARGV: job id, now, consume (0/1), may declare
-#: death (0/1), body for a lost worker, body for a timeout, timeout grace,
-#: heartbeat TTL in ms.
-POLL = """
-local v = redis.call('GET', KEYS[1])
-if not v then
-  local rank = redis.call('ZRANK', KEYS[4], ARGV[1])
-  if not rank then return {'unknown'} end
-  return {'queued', false, false, rank, redis.call('ZSCORE', KEYS[4], ARGV[1])}
-end
-local state, rest = string.match(v, '^v1|(%a+)(|[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|)')
-if not state then return {'corrupt', v} end
-local st, t, n, life = string.match(rest, '^|[^|]*|([^|]*)|([^|]*)|([^|]*)|([^|]*)|$')
-local marked = 0
-if state == 'running' then
-  local body = nil
-  local started, timeout = tonumber(st), tonumber(t)
-  if timeout and started and tonumber(ARGV[2]) > started + timeout + tonumber(ARGV[7]) then
-    body = ARGV[6]
-  elseif ARGV[4] == '1' and redis.call('EXISTS', KEYS[3]) == 0 then
-    local age = tonumber(life) * 1000 - redis.call('PTTL', KEYS[1])
-    if age > tonumber(ARGV[8]) then body = ARGV[5] end
-  end
-  if body then
-    state = 'failed'
-    marked = 1
-    v = 'v1|failed' .. rest .. body
-    redis.call('SET', KEYS[1], v, 'KEEPTTL')
-  end
-end
-local ups = false
-if ARGV[3] == '1' and (state == 'running' or (n ~= '' and n ~= '0')) then
-  ups = redis.call('LPOP', KEYS[2], 1000)
-end
-return {state, v, ups, marked}
-"""
-
-#: Cancel. KEYS: rec, queue.  ARGV: job id, body of the cancelled record, TTL.
-#: Returns 'queued' (it will never start), 'running' (asked to stop), or
-#: false (ended already, cancelled before, or unknown).
-CANCEL = """
-local sub = redis.call('ZSCORE', KEYS[2], ARGV[1])
-local removed = redis.call('ZREM', KEYS[2], ARGV[1])
-local v = redis.call('GET', KEYS[1])
-if not v then
-  if removed == 1 then
-    redis.call('SET', KEYS[1], 'v1|cancelled|' .. sub .. '|||||' .. ARGV[2], 'EX', ARGV[3])
-    return 'queued'
-  end
-  return false
-end
-local state, rest = string.match(v, '^v1|(%a+)(|[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|)')
-if state ~= 'running' then return false end
-redis.call('SET', KEYS[1], 'v1|cancelled' .. rest .. ARGV[2], 'KEEPTTL')
-return 'running'
-"""
+    A job this process never read is reported running with empty data (no
+    timestamps, no deadline), which keeps the browser waiting and lets the
+    core decide nothing from it.
+    """
+    if last is None:
+        return Stored("running", "{}")
+    return Stored(last.state, last.data, [], last.position, None)

@@ -1,0 +1,48 @@
+"""Named defaults of bgcb-celery, in one place.
+
+The core's lifecycle settings (``result_ttl``, ``job_ttl``, ``cancel_grace``)
+are not here: they are the core's (:mod:`bgcb.defaults`) and reach the backend
+as ``jobs.settings`` and as the ``ttl`` of each store write.
+"""
+
+from __future__ import annotations
+
+#: The one Celery task every job runs through (as ``celery inspect`` and Flower show it).
+TASK_NAME = "bgcb.run_job"
+#: Broker and store when neither an option nor ``$REDIS_URL`` names one.
+REDIS_URL = "redis://127.0.0.1:6379/0"
+#: Prefix of every Redis key.
+PREFIX = "bgcb"
+#: Celery queue of the app bgcb builds.
+QUEUE = "bgcb"
+
+#: Seconds between a running job's heartbeats.
+HEARTBEAT = 1.0
+#: Seconds a heartbeat lives: a running job without one has lost its worker.
+HEARTBEAT_TTL = 3.0
+#: Seconds a worker keeps retrying a Redis write (restart, failover) before giving up.
+STORE_RETRY = 60.0
+#: Seconds polls keep the browser waiting while Redis is unreachable, before they fail.
+OUTAGE_GRACE = 30.0
+
+#: Seconds past ``timeout + cancel_grace`` before Celery's hard time limit kills a job's process.
+HARD_LIMIT_MARGIN = 0.5
+#: Seconds after an outage (seen by this process, or a Redis restart) during which
+#: a missing heartbeat proves nothing: workers could not write theirs.
+QUIET_EXTRA = 1.0
+#: Most updates one read drains (the rest come with the next read, in order).
+DRAIN_MAX = 100_000
+#: Seconds between trims of queue entries older than the job TTL (messages that never arrived).
+TRIM_EVERY = 60.0
+#: Reads remembered per web process, to answer polls during a short Redis outage.
+REMEMBERED_READS = 4096
+
+#: Redis client timeouts (seconds): connecting, and waiting for one reply.
+CONNECT_TIMEOUT = 2.0
+SOCKET_TIMEOUT = 10.0
+
+#: Options of ``bgcb worker`` (the Celery worker it starts).
+CONCURRENCY = 0  # 0 = one pool process per CPU (Celery's default)
+POOL = "prefork"
+LOGLEVEL = "INFO"
+WORKER_ARGS = "--without-gossip --without-mingle"
