@@ -192,12 +192,13 @@ class BackendSpec:
 
         :param drain: also return the updates appended since the last drain,
             oldest first, and remove them (each update is delivered once).
-        :returns: ``Stored(state, data, updates, position, alive)``: ``state``
-            and ``data`` as last written; ``position`` the 0-based place in the
-            queue while queued, if the backend knows it; ``alive`` False when
-            the backend knows the worker running the job is gone (a missing
-            heartbeat, a dead pool), True when it knows it is alive, None if it
-            cannot tell.
+        :returns: ``Stored(state, data, updates, position, alive, reason)``:
+            ``state`` and ``data`` as last written; ``position`` the 0-based
+            place in the queue while queued, if the backend knows it; ``alive``
+            False when the backend knows the worker running the job is gone (a
+            missing heartbeat, a dead pool), True when it knows it is alive,
+            None if it cannot tell; ``reason``, with ``alive=False``, why (the
+            user sees it in the job's error).
         """
 
     @hookspec(firstresult=True)

@@ -108,7 +108,8 @@ class Lifecycle:
             slack = self.settings["cancel_grace"] + defaults.OVERDUE_SLACK
             overdue = data.deadline is not None and time.time() > data.deadline + slack
             if overdue or stored.alive is False:
-                reason = "its worker process is gone" if stored.alive is False else "it ran past its timeout"
+                gone = stored.reason or "its worker process is gone"
+                reason = gone if stored.alive is False else "it ran past its timeout"
                 self.lost(job_id, reason, stop=True)
                 again = self._read(job_id, drain)  # as it now stands, with updates written meanwhile
                 if again is not None:

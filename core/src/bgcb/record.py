@@ -39,6 +39,9 @@ class Stored:
     position: int | None = None
     #: Whether the worker running the job is alive: False = known gone, None = cannot tell.
     alive: bool | None = None
+    #: With ``alive=False``: the backend's words for why, shown to the user
+    #: (e.g. "the worker pool stopped: no heartbeat for 10 s").
+    reason: str | None = None
 
 
 @dataclass
