@@ -298,8 +298,10 @@ def main() -> None:
         "including the workers' broker traffic and commands run inside Lua scripts. Dash's side pays for kombu's "
         "Redis ack emulation (MULTI/ZADD/HSET/EXEC, then MULTI/ZREM/HDEL/EXEC), the result backend "
         "(SETEX+PUBLISH per stored value, SUBSCRIBE/UNSUBSCRIBE per task), several GETs per poll and a revoke "
-        "broadcast after each result; bgcb's side is ZADD + LPUSH (submit), BRPOP, SET NX + ZREM (claim), "
-        "SET XX GET (finish) and EVALSHA + GET per poll.",
+        "broadcast after each result. bgcb's side (backend contract 2: the job lives in the store, the core loads "
+        "it and moves it by compare-and-set) is EVALSHA (HSET, PEXPIRE, ZADD) + LPUSH to submit, BRPOP, SET "
+        "heartbeat + HGET job (load), EVALSHA (HGET, HSET, PEXPIRE, ZREM) to claim, EVALSHA (HGET, HSET, "
+        "PEXPIRE) to end, DEL heartbeat, and EVALSHA + HMGET per poll of a finished job.",
         "- The Celery app bgcb builds turns kombu's Redis ack emulation off (late acks with a prefetch of one and "
         "bgcb's heartbeat cover a lost worker); the last row shows the cost with it on, which is also what a Celery "
         "app of your own passed as `celery_app` costs unless you set `broker_transport_options={'ack_emulation': "

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from harness import LiveServer, delete_amqp_queue, rabbitmq_url, start_worker
 
+from bgcb import hookimpl, observers
 from bgcb_testing import DashClient
 from bgcb_testing.server import wait_for
 
@@ -121,19 +122,38 @@ def test_cancel_queued_job_never_runs(client: DashClient, cel_app, worker, redis
     assert cel_app.manager.backend.status(job).state.value == "cancelled"
 
 
+class _Finished:
+    """An observer that keeps what bgcb_job_finished was told."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, str]] = []
+
+    @hookimpl
+    def bgcb_job_finished(self, job_id, job, outcome, state, seconds) -> None:
+        self.seen.append((job_id, job.callback, state.value))
+
+
 def test_killed_worker_process_is_an_error_within_five_seconds(client: DashClient, redis_client, tmp_path: Path) -> None:
     ticks = tmp_path / "ticks"
     outputs, inputs, state = [("ticker-out", "children")], [("ticker-btn", "n_clicks", 3)], [("ticker-file", "value", str(ticks))]
     handles = client.start(outputs, inputs, state)
     record = wait_for(lambda: _running(redis_client, handles["job"]), 15, "the job to start", interval=0.05)
     pid = int(record["data"]["worker"].rsplit(":", 1)[1])
-    os.kill(pid, signal.SIGKILL)
-    killed = time.monotonic()
-    run = client.run(outputs, inputs, state, handles=handles, interval=0.25, timeout=10)
-    seen = time.monotonic() - killed
+    finished = _Finished()
+    observers.register(finished)
+    try:
+        os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        run = client.run(outputs, inputs, state, handles=handles, interval=0.25, timeout=10)
+        seen = time.monotonic() - killed
+    finally:
+        observers.unregister(finished)
     assert run.final.status == 500
     assert "stopped without finishing" in run.final.text
     assert seen <= 5.0, f"the browser saw the error {seen:.1f} s after the kill"
+    job_id = handles["job"].split("~")[0]
+    job = json.loads(redis_client.hget(f"bgcb:job:{job_id}", "j"))
+    assert finished.seen == [(job_id, job["callback"], "lost")], "observers hear of the lost job once, with the real job"
 
 
 def test_killed_worker_host_loses_no_job(redis_server, redis_client) -> None:
