@@ -118,7 +118,7 @@ def test_dead_bgcb_worker_fails_running_jobs_and_a_restart_serves_again(deployme
     run = client.run(outputs, inputs, handles=handles, timeout=15, interval=0.2)
     assert run.final.status == 500
     # The web process saw the pool's heartbeat stop (dead_after): the core ended the job as lost.
-    assert "stopped without finishing it" in run.final.text and "worker process is gone" in run.final.text, run.final.text
+    assert "stopped without finishing it" in run.final.text and "worker pool on" in run.final.text, run.final.text
     start_worker()
     again = client.run(STAMP, [("stamp-btn", "n_clicks", 7)], [("stamp-in", "value", "0")], timeout=60)
     assert json.loads(again.output("stamp-out", "children"))["n"] == 7

@@ -161,6 +161,11 @@ class DiskcacheBackend:
         stored = self.store.read(job_id, drain)
         if stored is not None and stored.state == "running":
             stored.alive = self._pool_alive()
+            if not stored.alive:
+                stored.reason = (
+                    f"the bgcb-diskcache worker pool on {self.directory} stopped (no heartbeat for "
+                    f"{self.options['dead_after']:g} s). Start it again (`bgcb worker APP_MODULE`, or restart the app)"
+                )
         return stored
 
     def _pool_alive(self) -> bool:
