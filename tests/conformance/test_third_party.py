@@ -36,7 +36,7 @@ class TestSqliteConformance(BackendConformance):
 
 class TestSqliteWorkerProcesses(BackendConformance):
     """The web side runs no worker; a ``bgcb worker`` process shares the SQLite
-    file, and a SIGKILLed worker must turn its job into a failed one."""
+    file, and the job of a SIGKILLed worker is declared lost (bgcb_read reports alive=False)."""
 
     backend = NAME
     options = {"workers": 0}
@@ -90,38 +90,38 @@ def test_dash_app_runs_on_it_by_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not run.job.split("~")[0].isdigit()
 
 
-class _NoCancel(bgcb_sqlite.SqliteBackend):
-    bgcb_cancel = None  # a required hook removed
+class _NoCas(bgcb_sqlite.SqliteBackend):
+    bgcb_cas = None  # a required hook removed
 
 
 def test_missing_hook_refused_on_load() -> None:
-    with pytest.raises(BackendInvalid, match="bgcb_cancel"):
-        Backend.from_plugin("sqlite-nocancel", _NoCancel())
+    with pytest.raises(BackendInvalid, match="the required hook bgcb_cas is missing"):
+        Backend.from_plugin("sqlite-nocas", _NoCas())
 
 
 def test_missing_hook_fails_the_kit() -> None:
-    config = KitConfig(backend="sqlite-nocancel", plugin=_NoCancel)
-    with pytest.raises(AssertionError, match=r"lacks the required hook\(s\) bgcb_cancel.*hookspecs\.bgcb_cancel"):
-        BackendConformance().test_required_hooks(config)
+    config = KitConfig(backend="sqlite-nocas", plugin=_NoCas)
+    with pytest.raises(AssertionError, match=r"does not meet bgcb's backend contract 2(.|\n)*required hook bgcb_cas is missing"):
+        BackendConformance().test_plugin_meets_the_contract(config)
 
 
 def _broken_distribution(root: Path) -> Path:
-    """A distribution on sys.path whose backend lacks ``bgcb_cancel``, found by entry point."""
+    """A distribution on sys.path whose backend lacks ``bgcb_cas``, found by entry point."""
     root.mkdir()
-    (root / "bgcb_nocancel.py").write_text(
+    (root / "bgcb_nocas.py").write_text(
         textwrap.dedent(
             """
             from bgcb_sqlite import SqliteBackend
 
-            class NoCancel(SqliteBackend):
-                bgcb_cancel = None
+            class NoCas(SqliteBackend):
+                bgcb_cas = None
             """
         )
     )
-    info = root / "bgcb_nocancel-0.1.dist-info"
+    info = root / "bgcb_nocas-0.1.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: bgcb-nocancel\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[bgcb.backends]\nnocancel = bgcb_nocancel:NoCancel\n")
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: bgcb-nocas\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[bgcb.backends]\nnocas = bgcb_nocas:NoCas\n")
     return root
 
 
@@ -129,12 +129,12 @@ def test_missing_hook_by_name_fails_load_and_kit(tmp_path: Path) -> None:
     root = _broken_distribution(tmp_path / "site")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     loading = subprocess.run(
-        [sys.executable, "-c", "import bgcb.provider as p; p.load('nocancel')"], capture_output=True, text=True, env=env
+        [sys.executable, "-c", "import bgcb.provider as p; p.load('nocas')"], capture_output=True, text=True, env=env
     )
     assert loading.returncode != 0
-    assert "BackendInvalid" in loading.stderr and "bgcb_cancel" in loading.stderr, loading.stderr
+    assert "BackendInvalid" in loading.stderr and "required hook bgcb_cas is missing" in loading.stderr, loading.stderr
     kit = subprocess.run(
-        [sys.executable, "-m", "bgcb_testing.conformance", "nocancel", "--", "-q"],
+        [sys.executable, "-m", "bgcb_testing.conformance", "nocas", "--", "-q"],
         capture_output=True,
         text=True,
         env=env,
@@ -143,8 +143,9 @@ def test_missing_hook_by_name_fails_load_and_kit(tmp_path: Path) -> None:
     )
     out = kit.stdout + kit.stderr
     assert kit.returncode != 0, out
-    assert "lacks the required hook(s) bgcb_cancel" in out, out
-    assert "does not implement the required hook(s) bgcb_cancel" in out, out
+    # the kit's own check, and the loading every other check starts with
+    assert "does not meet bgcb's backend contract 2" in out and "required hook bgcb_cas is missing" in out, out
+    assert "loading backend 'nocas' failed" in out, out
 
 
 def test_load_by_name_uses_the_installed_distribution() -> None:

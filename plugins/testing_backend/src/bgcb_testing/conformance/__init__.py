@@ -1,4 +1,4 @@
-"""bgcb's conformance kit: the contract of :mod:`bgcb.hookspecs`, checked
+"""bgcb's conformance kit: backend contract 2 (:mod:`bgcb.hookspecs`), checked
 against any backend, by name.
 
 Run it on an installed backend::
@@ -19,7 +19,19 @@ module (:data:`APP_MODULE`), e.g. through ``app_option`` or ``spawn_workers``.
 from __future__ import annotations
 
 from .callbacks import APP_MODULE
-from .kit import KillWorker, Kit, KitConfig, kill_pid, open_backend
+from .config import KillWorker, KitConfig, kill_pid
+from .kit import Kit, open_backend
+from .observing import EventRecorder, HookSpy
 from .suite import BackendConformance
 
-__all__ = ["APP_MODULE", "BackendConformance", "Kit", "KitConfig", "KillWorker", "kill_pid", "open_backend"]
+__all__ = [
+    "APP_MODULE",
+    "BackendConformance",
+    "EventRecorder",
+    "HookSpy",
+    "KillWorker",
+    "Kit",
+    "KitConfig",
+    "kill_pid",
+    "open_backend",
+]

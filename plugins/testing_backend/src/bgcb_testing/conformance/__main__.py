@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .kit import ENV_PREFIX
+from .config import ENV_PREFIX
 
 
 def _option(text: str) -> tuple[str, object]:

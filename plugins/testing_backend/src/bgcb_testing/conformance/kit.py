@@ -1,146 +1,64 @@
-"""The conformance kit's configuration and the helper the checks drive a backend with.
+"""The helper the checks drive a backend with: jobs through the core, records through the storage hooks.
 
-Kept apart from the checks (:mod:`.suite`) so that a backend's own tests can
-reuse :class:`Kit` to write further checks in the same style.
+Kept apart from the checks so that a backend's own tests can reuse :class:`Kit`
+to write further checks in the same style. Jobs go through the core's
+lifecycle (:class:`bgcb.provider.Backend`: submit, poll, status, cancel), the
+way the Dash manager drives them. Records the storage checks look at are made
+with the hooks themselves; :meth:`Kit.claim` then plays the worker's part
+(the compare-and-set from queued to running that ``jobs.execute`` makes), so
+that no worker touches them.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+import weakref
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from bgcb.jobs import Job, Outcome, State, Status, Update
+from bgcb.jobs import TERMINAL, Job, Outcome, State, Status, Update, new_job_id
 from bgcb.provider import Backend, load
+from bgcb.record import Data, Stored
 
 from . import callbacks
+from .config import KitConfig
+from .observing import EventRecorder
 
-#: ``kill_worker(backend, job_id, pid)``: make the worker process running
-#: ``job_id`` die abruptly. ``pid`` is the process the job reported running in.
-KillWorker = Callable[[Backend, str, int], None]
-
-ENV_PREFIX = "BGCB_CONFORMANCE_"
-
-
-def kill_pid(backend: Backend, job_id: str, pid: int) -> None:
-    """The usual ``kill_worker``: SIGKILL the process the job runs in."""
-    if pid == os.getpid():
-        raise RuntimeError("the job runs in the test process itself: there is no worker process to kill")
-    os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))
-    try:  # reap it when it is our own child (a spawned worker), or it lingers as a zombie that looks alive
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
-
-
-@dataclass
-class KitConfig:
-    """What the kit needs to know about a backend beyond its name.
-
-    ``workers`` is the concurrency bound the backend promises (default: its
-    ``workers`` or ``concurrency`` option); checks that need a full queue are
-    skipped without it. ``app_option`` names the backend option that tells
-    its workers which module to import; the kit sets it to
-    :data:`callbacks.APP_MODULE`. ``spawn_workers`` starts that many
-    ``bgcb worker`` processes for backends whose workers are started apart.
-    ``kill_worker`` opts in to the dead-worker check.
-    """
-
-    backend: str = "testing"
-    options: dict[str, Any] = field(default_factory=dict)
-    plugin: Callable[[], object] | None = None
-    workers: int | None = None
-    fifo: bool = True
-    app_option: str | None = None
-    spawn_workers: int = 0
-    #: Options for spawned workers only, over ``options`` (e.g. ``workers=0`` here, 2 there).
-    worker_options: dict[str, Any] = field(default_factory=dict)
-    kill_worker: KillWorker | None = None
-    #: Seconds any kit job may take to end (queueing and worker start-up included).
-    job_timeout: float = 20.0
-    #: Seconds a cancelled, timed-out or killed job may take to reach its terminal state.
-    stop_timeout: float = 10.0
-    #: Seconds a killed worker's job may take to turn into a failed job.
-    crash_timeout: float = 30.0
-
-    def load_options(self) -> dict[str, Any]:
-        options = dict(self.options)
-        if self.app_option:
-            options.setdefault(self.app_option, callbacks.APP_MODULE)
-        return options
-
-    @classmethod
-    def from_env(cls, backend: str | None = None, environ: Mapping[str, str] | None = None) -> KitConfig:
-        """The configuration of a by-name run, from ``BGCB_CONFORMANCE_*`` variables."""
-        env = os.environ if environ is None else environ
-
-        def get(name: str) -> str | None:
-            value = env.get(ENV_PREFIX + name, "").strip()
-            return value or None
-
-        name = backend or get("BACKEND") or env.get("BGCB_BACKEND", "").strip() or "testing"
-        options = json.loads(get("OPTIONS") or "{}")
-        worker_options = json.loads(get("WORKER_OPTIONS") or "{}")
-        if not isinstance(options, dict) or not isinstance(worker_options, dict):
-            raise ValueError(f"{ENV_PREFIX}OPTIONS and {ENV_PREFIX}WORKER_OPTIONS must be JSON objects")
-        kill = get("KILL_WORKER")
-        config = cls(
-            backend=name,
-            options=options,
-            workers=int(get("WORKERS")) if get("WORKERS") else None,
-            fifo=(get("FIFO") or "1").lower() not in ("0", "false", "no"),
-            app_option=get("APP_OPTION"),
-            spawn_workers=int(get("SPAWN_WORKERS") or 0),
-            worker_options=worker_options,
-            kill_worker=_resolve_kill(kill) if kill else None,
-        )
-        for attr in ("job_timeout", "stop_timeout", "crash_timeout"):
-            if get(attr.upper()):
-                setattr(config, attr, float(get(attr.upper()) or 0))
-        return config
-
-
-def _resolve_kill(spec: str) -> KillWorker:
-    """``pid`` (SIGKILL the reported pid) or ``module:callable``."""
-    if spec == "pid":
-        return kill_pid
-    module, _, attr = spec.partition(":")
-    return getattr(importlib.import_module(module), attr)
+#: Whether a backend's workers run in the test process, found once per backend instance.
+_IN_PROCESS: weakref.WeakKeyDictionary[Backend, bool] = weakref.WeakKeyDictionary()
 
 
 def open_backend(config: KitConfig) -> Backend:
-    """Load the backend the way :func:`bgcb.manager` does (a fresh instance)."""
+    """Load the backend the way :func:`bgcb.manager` does (a fresh instance, role "web")."""
     options = config.load_options()
     if config.plugin is not None:
-        return Backend.from_plugin(config.backend, config.plugin(), options)
+        return Backend.from_plugin(config.backend, config.plugin(), options, role="web")
     return load(config.backend, fresh=True, **options)
 
 
 class Workers:
-    """``bgcb worker`` processes for the kit's callbacks, for backends whose
-    workers run apart from the web process."""
+    """``bgcb worker`` processes for the kit's callbacks, for backends whose workers run apart from the web process.
+
+    Options reach them as ``BGCB_<BACKEND>_<OPTION>`` variables.
+    """
 
     def __init__(self, config: KitConfig) -> None:
-        self.procs: list[subprocess.Popen[bytes]] = []
-        env = dict(os.environ)
+        self.env = dict(os.environ)
         prefix = f"BGCB_{config.backend.upper().replace('-', '_')}_"
         for option, value in {**config.load_options(), **config.worker_options}.items():
-            if value is None:
-                continue  # the default applies
-            env[prefix + option.upper()] = value if isinstance(value, str) else json.dumps(value)
-        for _ in range(config.spawn_workers):
-            # import the callbacks before the CLI loads the backend, so no job is taken before they are registered
-            code = f"import {callbacks.APP_MODULE}, sys; from bgcb.cli import main; sys.exit(main(sys.argv[1:]))"
-            cmd = [sys.executable, "-c", code, "--backend", config.backend, "worker", callbacks.APP_MODULE]
-            self.procs.append(subprocess.Popen(cmd, env=env))
+            if value is not None:  # None: the default applies
+                self.env[prefix + option.upper()] = value if isinstance(value, str) else json.dumps(value)
+        self.cmd = [sys.executable, "-m", "bgcb.cli", "--backend", config.backend, "worker", callbacks.APP_MODULE]
+        self.procs = [subprocess.Popen(self.cmd, env=self.env) for _ in range(config.spawn_workers)]
+
+    def revive(self) -> None:
+        """Start a new process for each one that died (after the killed-worker check)."""
+        self.procs = [p if p.poll() is None else subprocess.Popen(self.cmd, env=self.env) for p in self.procs]
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -156,11 +74,21 @@ class Workers:
 class Kit:
     """Drives one backend for one check, and cleans up after it."""
 
-    def __init__(self, backend: Backend, config: KitConfig, tmp_path: Path) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        config: KitConfig,
+        tmp_path: Path,
+        processes: Workers | None = None,
+        events: EventRecorder | None = None,
+    ) -> None:
         self.backend = backend
         self.config = config
         self.tmp_path = tmp_path
+        self.processes = processes
+        self.events = events or EventRecorder()
         self.submitted: list[str] = []
+        self.records: list[str] = []  # made with the hooks
 
     @property
     def workers(self) -> int | None:
@@ -173,14 +101,17 @@ class Kit:
                 return value
         return None
 
-    @property
-    def has_poll(self) -> bool:
-        return bool(self.backend.hook.bgcb_poll.get_hookimpls())
-
     def has_hook(self, name: str) -> bool:
         return bool(getattr(self.backend.hook, name).get_hookimpls())
 
-    # -- jobs --------------------------------------------------------------------
+    @property
+    def in_process(self) -> bool:
+        """Whether jobs run in this process (worker threads), so that a worker's observer events are seen here."""
+        if self.backend not in _IN_PROCESS:
+            _IN_PROCESS[self.backend] = self.value(self.submit("echo", "where"))["where"]["pid"] == os.getpid()
+        return _IN_PROCESS[self.backend]
+
+    # -- jobs, through the core --------------------------------------------------------
 
     def job(self, name: str, arg: Any, **fields: Any) -> Job:
         """A :class:`Job` running the kit callback ``name`` with one argument."""
@@ -204,8 +135,8 @@ class Kit:
         return ids
 
     def wait(self, job_id: str, states: Iterable[State] | None = None, timeout: float | None = None, what: str = "end") -> Status:
-        """Poll ``bgcb_status`` until the job is in one of ``states`` (default: terminal)."""
-        wanted = set(states) if states is not None else {State.SUCCEEDED, State.FAILED, State.CANCELLED}
+        """Read the status (``Backend.status``) until the job is in one of ``states`` (default: terminal)."""
+        wanted = set(states) if states is not None else set(TERMINAL)
         limit = self.config.job_timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
         status = self.backend.status(job_id)
@@ -213,9 +144,9 @@ class Kit:
             if time.monotonic() > deadline:
                 raise AssertionError(
                     f"job {job_id} did not {what} within {limit:g} s: its status is still {status.state.value!r} "
-                    f"(wanted {sorted(s.value for s in wanted)}). Every job must progress queued -> running -> a "
-                    "terminal state; check that workers run and can import "
-                    f"{callbacks.APP_MODULE} (see hookspecs.bgcb_status, bgcb_run_worker)."
+                    f"(wanted {sorted(s.value for s in wanted)}). Every job goes queued -> running -> a terminal "
+                    "state: the worker loop hands each queued id to jobs.execute; check that workers run and can "
+                    f"import {callbacks.APP_MODULE} (see hookspecs.BackendSpec.bgcb_configure, bgcb_run_worker)."
                 )
             time.sleep(0.01)
             status = self.backend.status(job_id)
@@ -226,8 +157,8 @@ class Kit:
         status = self.wait(job_id, timeout=timeout)
         outcome = self.backend.result(job_id)
         assert outcome is not None, (
-            f"bgcb_result returned None for job {job_id} whose status is {status.state.value!r}: once a job has "
-            "ended its outcome must be returned (see hookspecs.bgcb_result)."
+            f"job {job_id} ended {status.state.value!r} but has no outcome: the data the core writes with the final "
+            "bgcb_cas must be returned unchanged by bgcb_read (see hookspecs.BackendSpec.bgcb_cas, bgcb_read)."
         )
         return outcome
 
@@ -236,30 +167,81 @@ class Kit:
         assert outcome.kind == "value", f"the kit callback should have succeeded with a value, got {outcome!r}"
         return outcome.value
 
-    def drain(self, job_id: str, via_poll: bool = False) -> list[Update]:
-        """Every update of the job, read as a browser would until it ends."""
+    def drain(self, job_id: str) -> list[Update]:
+        """Every update of the job, polled as a browser does until it ends."""
         seen: list[Update] = []
         deadline = time.monotonic() + self.config.job_timeout
         while True:
-            if via_poll:
-                snap = self.backend.poll(job_id)
-                seen.extend(snap.updates)
-                state = snap.status.state
-            else:
-                state = self.backend.status(job_id).state
-                seen.extend(self.backend.hook.bgcb_progress(job_id=job_id) or [])
-            if state.terminal or state is State.UNKNOWN:
-                # what arrived between the last read and the end
-                seen.extend(self.backend.hook.bgcb_progress(job_id=job_id) or [])
+            snap = self.backend.poll(job_id)
+            seen.extend(snap.updates)
+            if not snap.status.state.active:
+                seen.extend(self.backend.poll(job_id).updates)  # nothing may come after the end
                 return seen
             assert time.monotonic() < deadline, f"job {job_id} did not end within {self.config.job_timeout:g} s"
             time.sleep(0.005)
 
+    # -- records, through the storage hooks ------------------------------------------------
+
+    def job_text(self, name: str = "echo", arg: Any = "kit record") -> str:
+        """A job as JSON text, spaced and in an order the core would not write, so that any rewrite shows."""
+        fields = self.job(name, arg).to_json()
+        return json.dumps({"kit": "héllo ✓ \u2028", **dict(reversed(list(fields.items())))}, indent=1, ensure_ascii=False)
+
+    def data_text(self, **fields: Any) -> str:
+        """The core's status data as JSON text, spaced so that any rewrite shows."""
+        data = Data(submitted_at=time.time(), **fields)
+        return json.dumps({k: v for k, v in vars(data).items() if v is not None}, indent=2, ensure_ascii=False)
+
+    def enqueue(self, job: str | None = None, data: str | None = None) -> str:
+        """A new queued record, made with bgcb_enqueue; returns its id."""
+        job_id = new_job_id()
+        self.backend.hook.bgcb_enqueue(
+            job_id=job_id, job=job or self.job_text(), data=data or self.data_text(), timeout=None, ttl=self.ttl("job_ttl")
+        )
+        self.records.append(job_id)
+        return job_id
+
+    def claim(self, data: str | None = None) -> str:
+        """A running record no worker holds: enqueued, then moved to running by the kit (as ``jobs.execute`` does)."""
+        for _ in range(20):
+            job_id = self.enqueue()
+            if self.cas(job_id, ["queued"], "running", data or self.data_text(started_at=time.time(), worker="kit")):
+                return job_id
+        raise AssertionError(
+            "the kit could not claim a record it had just enqueued (20 tries): bgcb_cas(expect=['queued'], "
+            "state='running') must succeed on a record that is still queued (see hookspecs.BackendSpec.bgcb_cas)."
+        )
+
+    def read(self, job_id: str, drain: bool = False) -> Stored | None:
+        return self.backend.hook.bgcb_read(job_id=job_id, drain=drain)
+
+    def cas(self, job_id: str, expect: list[str], state: str, data: str, ttl: float | None = None) -> bool:
+        terminal = state not in ("queued", "running")
+        ttl = self.ttl("result_ttl" if terminal else "job_ttl") if ttl is None else ttl
+        return bool(self.backend.hook.bgcb_cas(job_id=job_id, expect=expect, state=state, data=data, ttl=ttl))
+
+    def append(self, job_id: str, update: str) -> None:
+        self.backend.hook.bgcb_append(job_id=job_id, update=update, ttl=self.ttl("job_ttl"))
+
+    def ended(self, outcome: Outcome | None = None) -> str:
+        """Data text of a record ended with ``outcome`` (cancelled by default)."""
+        return Data(time.time()).ended(outcome or Outcome.cancelled()).encode()
+
+    def ttl(self, setting: str) -> float:
+        return float(self.backend.settings[setting])
+
+    # -- after each check ------------------------------------------------------------------
+
     def cleanup(self) -> None:
-        """Cancel what this check left running, so the next one finds idle workers."""
+        """End what this check left active, so the next one finds idle workers."""
         for job_id in self.submitted:
             try:
                 if self.backend.status(job_id).state.active:
                     self.backend.cancel(job_id)
             except Exception:  # the check's own failure is the one to report
+                pass
+        for job_id in self.records:
+            try:
+                self.cas(job_id, ["queued", "running"], "cancelled", self.ended())
+            except Exception:
                 pass

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from bgcb_testing.conformance.kit import KitConfig
+from bgcb_testing.conformance.config import KitConfig
 from bgcb_testing.conformance.suite import BackendConformance
 
 
