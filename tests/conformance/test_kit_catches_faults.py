@@ -1,98 +1,149 @@
-"""The kit itself: each check fails, with its message, on a backend that
-breaks the rule it checks (a faulty variant of the ``testing`` backend)."""
+"""The kit itself: each check fails, with its message, on a backend that breaks the rule it checks.
+
+The faulty backends are variants of the ``testing`` backend (storage faults,
+caught by the checks) or small plugins that break the contract's shape
+(refused on loading with BackendInvalid naming the hook, and by the kit's
+contract check).
+"""
 
 from __future__ import annotations
 
-import queue
-from collections.abc import Iterator
+import json
+from collections import deque
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bgcb import hookimpl
-from bgcb.jobs import Outcome, Update, is_job_id
+from bgcb import Stored, hookimpl, observers
+from bgcb.errors import BackendInvalid
+from bgcb.hookspecs import Role
+from bgcb.lifecycle import Lifecycle
 from bgcb.provider import Backend
 from bgcb_testing import TestingBackend
-from bgcb_testing.conformance import BackendConformance, Kit, KitConfig
+from bgcb_testing.conformance import BackendConformance, EventRecorder, Kit, KitConfig
+
+# -- storage faults ---------------------------------------------------------------------
 
 
-class ForgedCancel(TestingBackend):
-    @hookimpl
-    def bgcb_cancel(self, job_id: str) -> bool:
-        super().bgcb_cancel(job_id)
-        return True  # claims to cancel anything
-
-
-class LatestProgressWins(TestingBackend):
-    @hookimpl
-    def bgcb_progress(self, job_id: str) -> list[Update]:
-        return super().bgcb_progress(job_id)[-1:]  # Dash's managers: latest wins, the rest lost
-
-    @hookimpl
-    def bgcb_poll(self, job_id: str) -> None:
-        return None
-
-
-class ConsumingResult(TestingBackend):
-    @hookimpl
-    def bgcb_result(self, job_id: str) -> Outcome | None:
-        outcome = super().bgcb_result(job_id)
-        if outcome is not None:
-            self._records[job_id].outcome = None  # read once, then gone
-        return outcome
-
-
-class CancelNotIdempotent(TestingBackend):
-    @hookimpl
-    def bgcb_cancel(self, job_id: str) -> bool:
-        return super().bgcb_cancel(job_id) or (is_job_id(job_id) and job_id in self._records)
-
-
-class CacheNeverExpires(TestingBackend):
-    @hookimpl
-    def bgcb_cached(self, cache_key: str) -> Outcome | None:
-        entry = self._cache.get(cache_key)
-        return Outcome.from_json(entry[0]) if entry else None
+class _Stack(deque):  # type: ignore[type-arg]
+    def popleft(self) -> Any:
+        return self.pop()
 
 
 class LastInFirstOut(TestingBackend):
     def __init__(self) -> None:
         super().__init__()
-        self._queue = queue.LifoQueue()
+        self._queue = _Stack()
 
 
 class MoreThreadsThanPromised(TestingBackend):
     @hookimpl
-    def bgcb_configure(self, options: dict[str, Any], hook: Any) -> None:
-        super().bgcb_configure({**options, "workers": 2 * options["workers"]}, hook)
+    def bgcb_configure(self, options: dict[str, Any], role: Role, jobs: Lifecycle) -> None:
+        super().bgcb_configure({**options, "workers": 2 * options["workers"]}, role, jobs)
+
+
+class CasIgnoresExpect(TestingBackend):
+    @hookimpl
+    def bgcb_cas(self, job_id: str, expect: Sequence[str], state: str, data: str, ttl: float) -> bool:
+        with self._lock:
+            current = self._live(job_id)
+            expect = [current.state] if current else expect  # whatever it is: a terminal state is not final
+        return super().bgcb_cas(job_id, expect, state, data, ttl)
+
+
+class CasAlwaysSaysYes(TestingBackend):
+    @hookimpl
+    def bgcb_cas(self, job_id: str, expect: Sequence[str], state: str, data: str, ttl: float) -> bool:
+        super().bgcb_cas(job_id, expect, state, data, ttl)
+        return True  # two processes both believe they won
+
+
+class LatestUpdateWins(TestingBackend):
+    @hookimpl
+    def bgcb_append(self, job_id: str, update: str) -> None:
+        with self._lock:
+            record = self._live(job_id)
+            if record is not None:
+                record.updates[:] = [update]  # Dash's own managers: the latest wins, the rest is lost
+
+
+class MergesEqualUpdates(TestingBackend):
+    @hookimpl
+    def bgcb_append(self, job_id: str, update: str) -> None:
+        with self._lock:
+            record = self._live(job_id)
+            if record is not None and record.updates[-1:] != [update]:
+                record.updates.append(update)
+
+
+class DrainKeepsUpdates(TestingBackend):
+    @hookimpl
+    def bgcb_read(self, job_id: str, drain: bool) -> Stored | None:
+        stored = super().bgcb_read(job_id, False)
+        if stored is not None and drain:
+            with self._lock:
+                stored.updates = list(self._records[job_id].updates)  # delivered, and delivered again
+        return stored
+
+
+class LosesPosition(TestingBackend):
+    @hookimpl
+    def bgcb_read(self, job_id: str, drain: bool) -> Stored | None:
+        stored = super().bgcb_read(job_id, drain)
+        if stored is not None and drain:
+            stored.position = None  # the browser's polls never see it
+        return stored
+
+
+class CacheIgnoresTtl(TestingBackend):
+    @hookimpl
+    def bgcb_cache_put(self, cache_key: str, outcome: str, ttl: float) -> None:
+        super().bgcb_cache_put(cache_key, outcome, 10**9)  # kept for good
+
+
+class LoadReencodes(TestingBackend):
+    @hookimpl
+    def bgcb_load(self, job_id: str) -> str | None:
+        text = super().bgcb_load(job_id)
+        return json.dumps(json.loads(text)) if text else text  # same data, other text
 
 
 @contextmanager
 def _kit(plugin: type, tmp_path: Path) -> Iterator[Kit]:
     backend = Backend.from_plugin("faulty", plugin(), {"workers": 2})
-    kit = Kit(backend, KitConfig(backend="faulty", plugin=plugin, job_timeout=10), tmp_path)
+    recorder = EventRecorder()
+    observers.register(recorder)
+    kit = Kit(backend, KitConfig(backend="faulty", plugin=plugin, job_timeout=10), tmp_path, events=recorder)
     try:
         yield kit
     finally:
         kit.cleanup()
+        observers.unregister(recorder)
         backend.close()
 
 
-@pytest.mark.parametrize(
-    "plugin, check, message",
-    [
-        (ForgedCancel, "test_unknown_and_forged_ids", r"must return False for an id the backend never issued"),
-        (LatestProgressWins, "test_progress_delivered_once_in_order", r"exactly once, oldest first, none lost"),
-        (LatestProgressWins, "test_set_props_and_progress_in_order", r"several set_props between two polls must all arrive"),
-        (ConsumingResult, "test_value_outcome", r"reading a result must not remove it"),
-        (CancelNotIdempotent, "test_cancel_is_idempotent", r"cancel is idempotent"),
-        (CacheNeverExpires, "test_cache_by_key_and_expiry", r"cached outcomes expire"),
-        (LastInFirstOut, "test_fifo_order", r"jobs start in FIFO order"),
-        (MoreThreadsThanPromised, "test_concurrency_bound", r"jobs ran at once with workers=2"),
-    ],
-)
+STORAGE_FAULTS = [
+    (LastInFirstOut, "test_fifo_order", r"jobs started out of submission order.*FIFO"),
+    (MoreThreadsThanPromised, "test_concurrency_bound", r"jobs ran at once with workers=2"),
+    (CasIgnoresExpect, "test_cas_is_compare_and_set", r"it writes only when the current state is in expect"),
+    (CasAlwaysSaysYes, "test_cas_has_one_winner", r"concurrent bgcb_cas.*exactly one wins"),
+    (CasAlwaysSaysYes, "test_cancel_running_job", r"bgcb_job_finished fires exactly once"),
+    (LatestUpdateWins, "test_drain_delivers_each_update_once_in_order", r"none merged or dropped"),
+    (LatestUpdateWins, "test_progress_delivered_once_in_order", r"exactly once, oldest first, none lost"),
+    (LatestUpdateWins, "test_set_props_and_progress_in_order", r"several set_props between two polls must all arrive"),
+    (MergesEqualUpdates, "test_drain_delivers_each_update_once_in_order", r"none merged or dropped, even two equal ones"),
+    (DrainKeepsUpdates, "test_drain_delivers_each_update_once_in_order", r"drained updates are removed"),
+    (DrainKeepsUpdates, "test_progress_delivered_once_in_order", r"none repeated"),
+    (LosesPosition, "test_queue_positions_and_removal", r"reports it on every read, drain or not"),
+    (CacheIgnoresTtl, "test_cache_pair_and_expiry", r"cached outcomes expire after their ttl"),
+    (LoadReencodes, "test_texts_come_back_unchanged", r"returned unchanged, byte for byte"),
+]
+
+
+@pytest.mark.parametrize("plugin, check, message", STORAGE_FAULTS, ids=[f"{p.__name__}-{c}" for p, c, _ in STORAGE_FAULTS])
 def test_check_fails_with_its_message(plugin: type, check: str, message: str, tmp_path: Path) -> None:
     with _kit(plugin, tmp_path) as kit:
         with pytest.raises(AssertionError, match=message):
@@ -102,11 +153,114 @@ def test_check_fails_with_its_message(plugin: type, check: str, message: str, tm
 def test_same_checks_pass_on_the_sound_backend(tmp_path: Path) -> None:
     with _kit(TestingBackend, tmp_path) as kit:
         suite = BackendConformance()
-        for check in (
-            "test_unknown_and_forged_ids",
-            "test_progress_delivered_once_in_order",
-            "test_cancel_is_idempotent",
-            "test_fifo_order",
-            "test_concurrency_bound",
-        ):
+        for check in sorted({c for _, c, _ in STORAGE_FAULTS}) + ["test_forged_ids_reach_no_hook"]:
             getattr(suite, check)(kit)
+
+
+# -- the core's guards: the checks fail when the core lets a fault through ---------------------
+
+
+def test_forged_ids_check_catches_a_core_without_the_guard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bgcb.lifecycle.is_job_id", lambda value: isinstance(value, str))
+    with _kit(TestingBackend, tmp_path) as kit:
+        with pytest.raises(AssertionError, match=r"the malformed id '\.\./x' reached the backend's \['bgcb_"):
+            BackendConformance().test_forged_ids_reach_no_hook(kit)
+
+
+def test_broken_copies_check_catches_a_core_that_does_not_name_the_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bgcb.contract.problems", lambda plugin: [])
+    config = KitConfig(backend="testing", plugin=TestingBackend)
+    with pytest.raises(AssertionError, match=r"with bgcb_read without @hookimpl was refused, but the message does not say"):
+        BackendConformance().test_broken_copies_are_refused(config)
+
+
+# -- contract faults: refused on loading, naming the hook --------------------------------------
+
+
+class UnmarkedRead(TestingBackend):
+    def bgcb_read(self, job_id: str, drain: bool) -> Stored | None:  # no @hookimpl
+        return super().bgcb_read(job_id, drain)
+
+
+class MisspeltRead(TestingBackend):
+    @hookimpl
+    def bgcb_reed(self, job_id: str, drain: bool) -> Stored | None:
+        return super().bgcb_read(job_id, drain)
+
+
+class MisspeltPoll(TestingBackend):
+    @hookimpl
+    def bgcb_pol(self, job_id: str) -> None:
+        return None
+
+
+class HalfCachePair(TestingBackend):
+    bgcb_cache_get = None  # left out; bgcb_cache_put stays
+
+
+class ContractOne:
+    """A backend of contract 1: it ran the lifecycle itself."""
+
+    @hookimpl
+    def bgcb_submit(self, job: Any) -> str:
+        return ""
+
+    @hookimpl
+    def bgcb_status(self, job_id: str) -> Any:
+        return None
+
+    @hookimpl
+    def bgcb_progress(self, job_id: str) -> list[Any]:
+        return []
+
+    @hookimpl
+    def bgcb_result(self, job_id: str) -> Any:
+        return None
+
+    @hookimpl
+    def bgcb_cancel(self, job_id: str) -> bool:
+        return False
+
+
+CONTRACT_FAULTS = [
+    (UnmarkedRead, r"bgcb_read is not marked as a hook implementation: decorate it with @bgcb.hookimpl"),
+    (MisspeltRead, r"bgcb_reed is not a bgcb backend hook\. Did you mean bgcb_read\?"),
+    (MisspeltPoll, r"bgcb_pol is not a bgcb backend hook\. Did you mean bgcb_poll\? That was a contract-1 hook"),
+    (HalfCachePair, r"bgcb_cache_put and bgcb_cache_get go together"),
+    (ContractOne, r"required hook bgcb_enqueue is missing(.|\n)*bgcb_submit belongs to contract 1"),
+]
+
+
+@pytest.mark.parametrize("plugin, message", CONTRACT_FAULTS, ids=[p.__name__ for p, _ in CONTRACT_FAULTS])
+def test_contract_fault_is_refused_on_loading(plugin: type, message: str) -> None:
+    with pytest.raises(BackendInvalid, match=message):
+        Backend.from_plugin("faulty", plugin())
+
+
+@pytest.mark.parametrize("plugin, message", CONTRACT_FAULTS, ids=[p.__name__ for p, _ in CONTRACT_FAULTS])
+def test_contract_fault_fails_the_kit(plugin: type, message: str) -> None:
+    config = KitConfig(backend="faulty", plugin=plugin)
+    with pytest.raises(AssertionError, match=r"does not meet bgcb's backend contract 2(.|\n)*" + message):
+        BackendConformance().test_plugin_meets_the_contract(config)
+
+
+class LeftoverPoll(TestingBackend):
+    """Contract 2, plus a contract-1 hook the core never calls: loads (with a warning), but the kit says so."""
+
+    @hookimpl
+    def bgcb_poll(self, job_id: str) -> None:
+        return None
+
+
+def test_leftover_contract_one_hook_fails_the_kit() -> None:
+    with pytest.warns(DeprecationWarning, match="bgcb_poll is a hook of bgcb's backend contract 1"):
+        Backend.from_plugin("leftover", LeftoverPoll()).close()
+    config = KitConfig(backend="leftover", plugin=LeftoverPoll)
+    with pytest.raises(AssertionError, match=r"still implements hooks of contract 1.*bgcb_poll"):
+        BackendConformance().test_plugin_meets_the_contract(config)
+
+
+def test_contract_checks_pass_on_the_sound_backend() -> None:
+    config = KitConfig(backend="testing", plugin=TestingBackend)
+    BackendConformance().test_plugin_meets_the_contract(config)
+    BackendConformance().test_broken_copies_are_refused(config)
