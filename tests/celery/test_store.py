@@ -216,8 +216,14 @@ def test_the_task_keeps_a_heartbeat_while_the_core_runs_the_job(backend, redis_c
 
     def execute(given: str, *, stop_errors: tuple = ()) -> None:
         seen.update(job=given, beating=redis_client.exists(hb), stop_errors=stop_errors)
+        claim = f'{{"claim":"{uuid.uuid4().hex}"}}'  # the core's claim data is unique (start time, worker)
+        if jobs.hook.bgcb_cas(job_id=given, expect=["queued"], state="running", data=claim, ttl=60):
+            worker.run_job(given, store=jobs.plugin.store_id)  # the same message again, while it runs here
+            seen["beating_after_duplicate"] = redis_client.exists(hb)
 
     monkeypatch.setattr(jobs, "execute", execute)
     worker.run_job(job_id, "a payload of bgcb-celery 0.1", store=jobs.plugin.store_id)
-    assert seen == {"job": job_id, "beating": 1, "stop_errors": (SoftTimeLimitExceeded,)}
+    assert seen == {"job": job_id, "beating": 1, "stop_errors": (SoftTimeLimitExceeded,), "beating_after_duplicate": 1}
     assert not redis_client.exists(hb), "the heartbeat goes when the job returns"
+    worker.run_job(job_id, store=jobs.plugin.store_id)  # delivered again elsewhere: its claim fails
+    assert redis_client.pttl(hb) > 0, "a run that did not claim the job leaves the key to expire"

@@ -49,7 +49,8 @@ return {state, rec[2], updates, position, alive}
 #: Compare-and-set: if the state is one of the expected ones, set state, data
 #: and TTL, and leave the queue when leaving "queued". A retried call whose
 #: first attempt landed (its reply lost with the connection) finds its own
-#: state and data in place and answers 1 too. ``mark`` '0' records that the
+#: state and data in place and answers 1 too (the core's data carries the
+#: writer's timestamps and name, so no other writer's is the same). ``mark`` '0' records that the
 #: job has no updates (the worker's final write, when it appended none), so
 #: that reads of the ended job skip the LPOP.
 #: KEYS: job, queue.  ARGV: state, data, ttl ms, id, mark ('' or '0'), expected state...

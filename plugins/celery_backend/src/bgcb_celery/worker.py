@@ -99,10 +99,12 @@ class Heart:
                 self._thread = threading.Thread(target=self._loop, name="bgcb-heartbeat", daemon=True)
                 self._thread.start()
 
-    def stop(self, job_id: str) -> None:
+    def stop(self, job_id: str, remove: bool) -> None:
+        """Stop beating; ``remove`` the key when this process ran the job (else it may be another's)."""
         with self._lock:  # no beat of the loop can bring the key back after this
             self._jobs.discard(job_id)
-            self.store.unbeat(job_id)
+            if remove:
+                self.store.unbeat(job_id)
 
     def close(self) -> None:
         self._wake.set()
@@ -136,6 +138,7 @@ class JobRunner:
         self.executing: set[str] = set()
         self.claimed: set[str] = set()
         self.appended: set[str] = set()
+        self._lock = threading.Lock()
 
     def register(self) -> None:
         with _registry_lock:
@@ -150,7 +153,11 @@ class JobRunner:
     def run(self, job_id: str) -> None:
         from celery.exceptions import Reject, SoftTimeLimitExceeded
 
-        self.executing.add(job_id)
+        with self._lock:
+            if job_id in self.executing:  # a duplicate message (redelivered while the job runs here)
+                log.warning("bgcb-celery: job %s is already running in this process; message skipped", job_id)
+                return
+            self.executing.add(job_id)
         try:
             try:
                 self.heart.start(job_id)
@@ -167,7 +174,9 @@ class JobRunner:
             except SoftTimeLimitExceeded:
                 log.error("bgcb-celery: job %s reached its time limit outside the callback", job_id)
             finally:
-                self.heart.stop(job_id)
+                # A run that did not claim the job (cancelled or expired before it started, or a
+                # duplicate message of a job another worker runs) leaves the key to expire.
+                self.heart.stop(job_id, remove=job_id in self.claimed)
         finally:
             self.executing.discard(job_id)
             self.claimed.discard(job_id)
