@@ -221,13 +221,14 @@ class CeleryBackend:
         timer.start()
 
     def _stop_now(self, job_id: str) -> None:
-        with self._lock:
-            self._timers.discard(threading.current_thread())  # type: ignore[arg-type]
         try:
             if not self.closed and self.store.executing(job_id):
                 self.celery.control.revoke(job_id, terminate=True, signal="SIGTERM")
         except Exception:  # a timer thread: log, never raise
             log.exception("bgcb-celery: could not terminate job %s", job_id)
+        finally:
+            with self._lock:
+                self._timers.discard(threading.current_thread())  # type: ignore[arg-type]
 
     # -- cache, listing, secret -------------------------------------------------------------------
 
