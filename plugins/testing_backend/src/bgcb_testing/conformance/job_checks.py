@@ -18,13 +18,9 @@ from bgcb.jobs import Job, State, Status, is_job_id, new_job_id
 
 from . import callbacks
 from .contract_checks import non_json
-from .kit import Kit
+from .kit import Kit, first_difference, until
 
 _ORDER = [State.QUEUED, State.RUNNING, State.SUCCEEDED]
-
-
-def _first_difference(got: list[Any], expected: list[Any]) -> int:
-    return next((i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b), min(len(got), len(expected)))
 
 
 class JobChecks:
@@ -179,7 +175,7 @@ class JobChecks:
             expected.append({"type": "props", "id": f"{callbacks.PREFIX}b", "props": {"title": f"b{i}", "hidden": i % 2 == 0}})
         assert updates == expected, (
             f"got {len(updates)} updates, expected {len(expected)}; first difference at "
-            f"{_first_difference(updates, expected)}: progress and set_props updates are kept in one list, in the "
+            f"{first_difference(updates, expected)}: progress and set_props updates are kept in one list, in the "
             "order the callback made them, each delivered once; several set_props between two polls must all "
             "arrive (see hookspecs.BackendSpec.bgcb_append)."
         )
@@ -214,10 +210,12 @@ class JobChecks:
         key = "kit-cache-" + new_job_id()
         assert kit.backend.cached(key) is None
         value = kit.value(kit.submit("echo", "cached", cache_key=key, cache=True, cache_expire=60.0))
+        # the worker puts the outcome in the cache just after its final compare-and-set: give it a moment
+        until(lambda: kit.backend.cached(key) is not None)
         hit = kit.backend.cached(key)
         assert hit is not None and hit.kind == "value" and hit.value == value, (
-            f"after a job with cache=True succeeded, cached(cache_key) returned {hit!r}: bgcb_cache_get returns what "
-            "bgcb_cache_put stored (see hookspecs.BackendSpec.bgcb_cache_put)."
+            f"3 s after a job with cache=True succeeded, cached(cache_key) returned {hit!r}: bgcb_cache_get returns "
+            "what bgcb_cache_put stored (see hookspecs.BackendSpec.bgcb_cache_put)."
         )
         failed = "kit-cache-failed-" + new_job_id()
         kit.outcome(kit.submit("fail", "no cache", cache_key=failed, cache=True))

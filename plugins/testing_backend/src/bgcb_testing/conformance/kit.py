@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,21 @@ def open_backend(config: KitConfig) -> Backend:
     if config.plugin is not None:
         return Backend.from_plugin(config.backend, config.plugin(), options, role="web")
     return load(config.backend, fresh=True, **options)
+
+
+def until(predicate: Callable[[], bool], limit: float = 3.0) -> bool:
+    """Whether ``predicate()`` came true within ``limit`` seconds (a bounded wait, not a timing assertion)."""
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def first_difference(got: list[Any], expected: list[Any]) -> int:
+    """The index where two lists first differ, for messages."""
+    return next((i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b), min(len(got), len(expected)))
 
 
 class Workers:

@@ -6,14 +6,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from typing import Any
 
 import pytest
 
 from bgcb.jobs import new_job_id
 from bgcb.record import Stored, dumps
 
-from .kit import Kit
+from .kit import Kit, first_difference, until
 from .observing import HookSpy
 
 ACTIVE = ["queued", "running"]
@@ -39,15 +38,6 @@ def stored(kit: Kit, job_id: str, drain: bool = False) -> Stored:
         "alive: bool | None), the texts exactly as written (see hookspecs.BackendSpec.bgcb_read)."
     )
     return got
-
-
-def _until(predicate: Any, limit: float = 3.0) -> bool:
-    deadline = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 class StorageChecks:
@@ -157,7 +147,7 @@ class StorageChecks:
         got = stored(kit, job_id, drain=True)
         assert got.updates == updates, (
             f"bgcb_read(drain=True) returned {len(got.updates)} updates for {len(updates)} appended "
-            f"(first difference at {_first_difference(got.updates, updates)}; drain=False had returned "
+            f"(first difference at {first_difference(got.updates, updates)}; drain=False had returned "
             f"{len(kept.updates)}): every update is kept, none merged or dropped, even two equal ones, and returned "
             "oldest first; a read without drain removes none (see hookspecs.BackendSpec.bgcb_append, bgcb_read)."
         )
@@ -258,7 +248,7 @@ class StorageChecks:
             "bgcb_cache_get must return the outcome text bgcb_cache_put stored, unchanged "
             "(see hookspecs.BackendSpec.bgcb_cache_put)."
         )
-        assert _until(lambda: get(cache_key=key) is None), (
+        assert until(lambda: get(cache_key=key) is None), (
             "bgcb_cache_get still returned an outcome 3 s after it was put with ttl=1.0: cached outcomes expire after "
             "their ttl (see hookspecs.BackendSpec.bgcb_cache_put)."
         )
@@ -267,11 +257,7 @@ class StorageChecks:
     def test_terminal_records_expire(self, kit: Kit) -> None:
         job_id = kit.claim()
         assert kit.cas(job_id, ["running"], "succeeded", kit.ended(), ttl=1.0), "bgcb_cas of a running record must succeed"
-        assert _until(lambda: kit.read(job_id) is None and kit.backend.hook.bgcb_load(job_id=job_id) is None), (
+        assert until(lambda: kit.read(job_id) is None and kit.backend.hook.bgcb_load(job_id=job_id) is None), (
             "a record written by bgcb_cas with ttl=1.0 could still be read 3 s later: the record (and its job "
             "text) is kept ttl seconds from that write (see hookspecs.BackendSpec.bgcb_cas)."
         )
-
-
-def _first_difference(got: list[Any], expected: list[Any]) -> int:
-    return next((i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b), min(len(got), len(expected)))
