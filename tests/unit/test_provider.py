@@ -128,3 +128,13 @@ def test_cli_backends_lists_and_marks_selected(capsys) -> None:
     assert main(["--backend", "testing", "backends"]) == 0
     out = capsys.readouterr().out
     assert "* testing" in out and "bgcb-testing" in out
+
+
+def test_cli_doctor_hides_passwords_in_url_options(capsys, monkeypatch) -> None:
+    from bgcb.cli import _redact, main
+
+    assert _redact("redis://:s3cret@db:6379/0") == "redis://:***@db:6379/0"
+    assert _redact("amqp://guest:guest@127.0.0.1:5672//") == "amqp://guest:***@127.0.0.1:5672//"
+    assert _redact("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert main(["--backend", "testing", "doctor"]) == 0
+    assert "result_ttl = 3600.0" in capsys.readouterr().out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -111,6 +112,14 @@ def _jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+_PASSWORD = re.compile(r"(://[^:/@]*:)[^@/]+@")
+
+
+def _redact(value: object) -> object:
+    """A URL option without its password (``redis://:secret@host`` -> ``redis://:***@host``)."""
+    return _PASSWORD.sub(r"\1***@", value) if isinstance(value, str) else value
+
+
 def _doctor(args: argparse.Namespace) -> int:
     import dash
 
@@ -122,7 +131,7 @@ def _doctor(args: argparse.Namespace) -> int:
     backend = _storage(args)
     print(f"backend '{backend.name}' loaded with options:")
     for key, value in sorted(backend.all_options.items()):
-        print(f"  {key} = {value!r}")
+        print(f"  {key} = {_redact(value)!r}")
     backend.close()
     return 0
 

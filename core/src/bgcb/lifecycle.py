@@ -15,6 +15,7 @@ every observer event fires once, from the process whose write won.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -27,6 +28,8 @@ from .jobs import Job, Outcome, Snapshot, State, Status, is_job_id, new_job_id
 from .record import Data, Stored, decode_updates, dumps, loads
 
 ACTIVE = (State.QUEUED.value, State.RUNNING.value)
+
+log = logging.getLogger("bgcb.lifecycle")
 
 
 def worker_name() -> str:
@@ -110,8 +113,12 @@ class Lifecycle:
             if overdue or stored.alive is False:
                 gone = stored.reason or "its worker process is gone"
                 reason = gone if stored.alive is False else "it ran past its timeout"
-                self.lost(job_id, reason, stop=True)
-                again = self._read(job_id, drain)  # as it now stands, with updates written meanwhile
+                try:
+                    self.lost(job_id, reason, stop=True)
+                    again = self._read(job_id, drain)  # as it now stands, with updates written meanwhile
+                except Exception:  # the store failed mid-way: answer with what was read; the next poll retries
+                    log.warning("bgcb: could not end job %s (%s) now; will retry at the next poll", job_id, reason, exc_info=True)
+                    again = None
                 if again is not None:
                     state, data = State(again.state), Data.decode(again.data)
                     updates += decode_updates(again.updates)
