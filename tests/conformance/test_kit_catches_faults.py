@@ -9,6 +9,7 @@ contract check).
 from __future__ import annotations
 
 import json
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from bgcb.provider import Backend
 from bgcb_testing import TestingBackend
 from bgcb_testing.conformance import BackendConformance, EventRecorder, Kit, KitConfig
 
-# -- storage faults ---------------------------------------------------------------------
+# -- storage and worker-loop faults --------------------------------------------------------
 
 
 class _Stack(deque):  # type: ignore[type-arg]
@@ -111,6 +112,15 @@ class LoadReencodes(TestingBackend):
         return json.dumps(json.loads(text)) if text else text  # same data, other text
 
 
+class WaitsForTheJob(TestingBackend):
+    @hookimpl
+    def bgcb_enqueue(self, job_id: str, job: str, data: str, ttl: float) -> None:
+        super().bgcb_enqueue(job_id, job, data, ttl)
+        deadline = time.monotonic() + 10
+        while self._records[job_id].state in ("queued", "running") and time.monotonic() < deadline:
+            time.sleep(0.01)  # the web request waits for the job
+
+
 @contextmanager
 def _kit(plugin: type, tmp_path: Path) -> Iterator[Kit]:
     backend = Backend.from_plugin("faulty", plugin(), {"workers": 2})
@@ -125,7 +135,7 @@ def _kit(plugin: type, tmp_path: Path) -> Iterator[Kit]:
         backend.close()
 
 
-STORAGE_FAULTS = [
+FAULTS = [
     (LastInFirstOut, "test_fifo_order", r"jobs started out of submission order.*FIFO"),
     (MoreThreadsThanPromised, "test_concurrency_bound", r"jobs ran at once with workers=2"),
     (CasIgnoresExpect, "test_cas_is_compare_and_set", r"it writes only when the current state is in expect"),
@@ -140,10 +150,11 @@ STORAGE_FAULTS = [
     (LosesPosition, "test_queue_positions_and_removal", r"reports it on every read, drain or not"),
     (CacheIgnoresTtl, "test_cache_pair_and_expiry", r"cached outcomes expire after their ttl"),
     (LoadReencodes, "test_texts_come_back_unchanged", r"returned unchanged, byte for byte"),
+    (WaitsForTheJob, "test_enqueue_does_not_run_the_job", r"the job ran before submit returned"),
 ]
 
 
-@pytest.mark.parametrize("plugin, check, message", STORAGE_FAULTS, ids=[f"{p.__name__}-{c}" for p, c, _ in STORAGE_FAULTS])
+@pytest.mark.parametrize("plugin, check, message", FAULTS, ids=[f"{p.__name__}-{c}" for p, c, _ in FAULTS])
 def test_check_fails_with_its_message(plugin: type, check: str, message: str, tmp_path: Path) -> None:
     with _kit(plugin, tmp_path) as kit:
         with pytest.raises(AssertionError, match=message):
@@ -153,7 +164,7 @@ def test_check_fails_with_its_message(plugin: type, check: str, message: str, tm
 def test_same_checks_pass_on_the_sound_backend(tmp_path: Path) -> None:
     with _kit(TestingBackend, tmp_path) as kit:
         suite = BackendConformance()
-        for check in sorted({c for _, c, _ in STORAGE_FAULTS}) + ["test_forged_ids_reach_no_hook"]:
+        for check in sorted({c for _, c, _ in FAULTS}) + ["test_forged_ids_reach_no_hook"]:
             getattr(suite, check)(kit)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -77,7 +78,7 @@ def names() -> list[str]:
 
 
 def _where() -> dict[str, Any]:
-    return {"pid": os.getpid(), "thread": threading.get_ident()}
+    return {"host": socket.gethostname(), "pid": os.getpid(), "thread": threading.get_ident()}
 
 
 def _mark(path: str | None, text: str) -> None:
@@ -155,6 +156,15 @@ def unserialisable(_: Any) -> Any:
 async def async_echo(value: Any) -> dict[str, Any]:
     await asyncio.sleep(0.01)
     return {"value": value, "async": True}
+
+
+@_background("wait_for")
+def wait_for(spec: dict[str, Any]) -> dict[str, Any]:
+    """Wait up to ``spec["seconds"]`` for the file ``spec["path"]``, which the kit writes once submit returned."""
+    deadline = time.time() + float(spec["seconds"])
+    while not Path(spec["path"]).exists() and time.time() < deadline:
+        time.sleep(0.01)
+    return {"appeared": Path(spec["path"]).exists(), "where": _where()}
 
 
 @_background("touch")
