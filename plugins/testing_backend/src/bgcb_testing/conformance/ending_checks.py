@@ -23,9 +23,13 @@ class EndingChecks:
         blockers = kit.fill(0.5)
         marker = kit.tmp_path / "queued-ran"
         job_id = kit.submit("touch", str(marker))
-        assert kit.backend.status(job_id).state is State.QUEUED, "with every worker busy the new job must be queued"
+        assert kit.backend.status(job_id).state is State.QUEUED, (
+            "with every worker busy the new job must be queued (see hookspecs.BackendSpec.bgcb_enqueue)"
+        )
         assert kit.backend.cancel(job_id) is True, "cancel of a queued job must return True (see bgcb.lifecycle.Lifecycle.cancel)"
-        assert kit.backend.status(job_id).state is State.CANCELLED, "a cancelled queued job is 'cancelled' at once"
+        assert kit.backend.status(job_id).state is State.CANCELLED, (
+            "a cancelled queued job is 'cancelled' at once (see hookspecs.BackendSpec.bgcb_cas)"
+        )
         for blocker in blockers:
             kit.wait(blocker)
         time.sleep(0.5)
@@ -63,7 +67,9 @@ class EndingChecks:
 
     def test_cancel_is_idempotent(self, kit: Kit) -> None:
         job_id = kit.sleeper(2.0)
-        assert kit.backend.cancel(job_id) is True, "the first cancel of an active job returns True"
+        assert kit.backend.cancel(job_id) is True, (
+            "the first cancel of an active job returns True (see hookspecs.BackendSpec.bgcb_cas)"
+        )
         assert kit.backend.cancel(job_id) is False, (
             "a second cancel of the same job returned True: a terminal state is final, so the second compare-and-set "
             "fails (see hookspecs.BackendSpec.bgcb_cas)."
@@ -71,9 +77,15 @@ class EndingChecks:
         kit.events.expect(job_id, State.CANCELLED, started=None, ended_here=True, cancelled=True)
         done = kit.submit("echo", "done")
         kit.value(done)
-        assert kit.backend.cancel(done) is False, "cancel of a job that has ended returns False and changes nothing"
-        assert kit.backend.status(done).state is State.SUCCEEDED, "cancelling a finished job must not change its state"
-        assert kit.value(done)["value"] == "done", "cancelling a finished job must not change its result"
+        assert kit.backend.cancel(done) is False, (
+            "cancel of a job that has ended returns False: a terminal state is final (see hookspecs.BackendSpec.bgcb_cas)"
+        )
+        assert kit.backend.status(done).state is State.SUCCEEDED, (
+            "cancelling a finished job changed its state: a terminal state is final (see hookspecs.BackendSpec.bgcb_cas)"
+        )
+        assert kit.value(done)["value"] == "done", (
+            "cancelling a finished job changed its result: a terminal record is final (see hookspecs.BackendSpec.bgcb_cas)"
+        )
 
     def test_timeout_ends_the_job(self, kit: Kit) -> None:
         marker = kit.tmp_path / "timeout"
@@ -84,7 +96,9 @@ class EndingChecks:
             f"a job past its timeout ends 'timed_out' with a timeout outcome (bgcb.lifecycle.timeout_outcome), got "
             f"{status.state.value!r} / {outcome!r} (see hookspecs.BackendSpec.bgcb_enqueue, param timeout)."
         )
-        assert "timed out" in (outcome.error or {}).get("msg", ""), f"the timeout's message must say so, got {outcome.error!r}"
+        assert "timed out" in (outcome.error or {}).get("msg", ""), (
+            f"the timeout's message must say so, got {outcome.error!r} (see bgcb.lifecycle.timeout_outcome)"
+        )
         kit.events.expect(job_id, State.TIMED_OUT, started=kit.in_process or None, ended_here=kit.in_process)
 
     def test_killed_worker_loses_the_job(self, kit: Kit) -> None:
@@ -101,7 +115,10 @@ class EndingChecks:
             for update in kit.backend.poll(job_id).updates:
                 if update.get("type") == "progress":
                     pid = int(update["value"][0])
-            assert time.monotonic() < deadline, "the report_pid job never reported its worker's pid"
+            assert time.monotonic() < deadline, (
+                "the report_pid job never reported its worker's pid: polls deliver appended updates "
+                "(see hookspecs.BackendSpec.bgcb_read)"
+            )
             time.sleep(0.02)
         try:
             kit.config.kill_worker(kit.backend, job_id, pid)

@@ -29,7 +29,9 @@ class JobChecks:
 
     def test_each_job_gets_its_own_id_and_result(self, kit: Kit) -> None:
         ids = [kit.submit("echo", i) for i in range(8)]
-        assert all(is_job_id(j) for j in ids) and len(set(ids)) == len(ids), f"the core minted ids {ids}"
+        assert all(is_job_id(j) for j in ids) and len(set(ids)) == len(ids), (
+            f"the core minted ids {ids}: each submit stores a record under a fresh id (see hookspecs.BackendSpec.bgcb_enqueue)"
+        )
         values = [kit.value(j)["value"] for j in ids]
         assert values == list(range(8)), (
             f"jobs 0..7 returned {values}: each id leads to its own job's record, stored by bgcb_enqueue under "
@@ -82,20 +84,25 @@ class JobChecks:
                 "backend runs more jobs at once than its 'workers' option, set KitConfig.workers "
                 "(see hookspecs.BackendSpec.bgcb_enqueue)."
             )
-        assert State.RUNNING in seen, f"states seen: {names}: a job that takes 0.4 s must be seen 'running' while it runs."
+        assert State.RUNNING in seen, (
+            f"states seen: {names}: a job that takes 0.4 s must be seen 'running' while it runs "
+            "(see hookspecs.BackendSpec.bgcb_cas)."
+        )
         assert last.submitted_at and last.started_at and last.finished_at, (
             f"a finished job's Status carries submitted_at, started_at and finished_at, got {last!r}: bgcb_read returns "
             "the data text of the last bgcb_cas unchanged (see hookspecs.BackendSpec.bgcb_read)."
         )
         assert last.submitted_at <= last.started_at + 0.5 and last.started_at <= last.finished_at, (
-            f"timestamps out of order: {last!r}"
+            f"timestamps out of order: {last!r}; the data text is stored unchanged (see hookspecs.BackendSpec.bgcb_read)"
         )
 
     def test_value_outcome(self, kit: Kit) -> None:
         payload = {"text": "héllo ✓", "int": 2**53, "float": 1.5, "bool": True, "none": None, "list": [1, "2", [3]]}
         job_id = kit.submit("echo", payload)
         outcome = kit.outcome(job_id)
-        assert kit.backend.status(job_id).state is State.SUCCEEDED, "a job that returned a value ends 'succeeded'"
+        assert kit.backend.status(job_id).state is State.SUCCEEDED, (
+            "a job that returned a value ends 'succeeded' (see hookspecs.BackendSpec.bgcb_cas)"
+        )
         assert outcome.kind == "value" and outcome.value["value"] == payload, (
             f"the outcome must carry the callback's return value unchanged, got {outcome!r}: the job text and the "
             "data text cross the store unchanged (see hookspecs.BackendSpec.bgcb_load, bgcb_read)."
@@ -115,23 +122,31 @@ class JobChecks:
         )
         updates = kit.drain(kit.submit("mixed", 2))
         bad = non_json(updates)
-        assert bad is None, f"an update holds a non-JSON value at {bad}: updates are stored as JSON text"
+        assert bad is None, (
+            f"an update holds a non-JSON value at {bad}: updates are stored as JSON text (see hookspecs.BackendSpec.bgcb_append)"
+        )
 
     def test_no_update_outcome(self, kit: Kit) -> None:
         job_id = kit.submit("prevent", None)
         outcome = kit.outcome(job_id)
         assert outcome.kind == "no_update" and kit.backend.status(job_id).state is State.SUCCEEDED, (
-            f"a callback that raised PreventUpdate ends 'succeeded' with Outcome.no_update(), got {outcome!r}"
+            f"a callback that raised PreventUpdate ends 'succeeded' with Outcome.no_update(), got {outcome!r} "
+            "(see hookspecs.BackendSpec.bgcb_cas)"
         )
 
     def test_error_outcome(self, kit: Kit) -> None:
         job_id = kit.submit("fail", "kit-boom-42")
         outcome = kit.outcome(job_id)
-        assert kit.backend.status(job_id).state is State.FAILED, "a job whose callback raised ends 'failed'"
-        assert outcome.kind == "error" and outcome.error and "kit-boom-42" in outcome.error.get("msg", ""), (
-            f"a raising callback ends with an error outcome carrying its message, got {outcome!r}"
+        assert kit.backend.status(job_id).state is State.FAILED, (
+            "a job whose callback raised ends 'failed' (see hookspecs.BackendSpec.bgcb_cas)"
         )
-        assert "ValueError" in outcome.error.get("tb", ""), f"the error's tb must carry the traceback, got {outcome.error!r}"
+        assert outcome.kind == "error" and outcome.error and "kit-boom-42" in outcome.error.get("msg", ""), (
+            f"a raising callback ends with an error outcome carrying its message, got {outcome!r} "
+            "(see hookspecs.BackendSpec.bgcb_read)"
+        )
+        assert "ValueError" in outcome.error.get("tb", ""), (
+            f"the error's tb must carry the traceback, got {outcome.error!r} (see hookspecs.BackendSpec.bgcb_read)"
+        )
         kit.events.expect(job_id, State.FAILED, started=kit.in_process or None, ended_here=kit.in_process)
 
     def test_unserialisable_return_is_an_error(self, kit: Kit) -> None:
@@ -147,7 +162,8 @@ class JobChecks:
         kit.submitted.append(job_id)
         outcome = kit.outcome(job_id)
         assert outcome.kind == "error", (
-            f"a job whose callback the worker does not know fails with the runner's message, got {outcome!r}"
+            f"a job whose callback the worker does not know fails with the runner's message, got {outcome!r} "
+            "(see hookspecs.BackendSpec.bgcb_run_worker)"
         )
 
     def test_async_callback(self, kit: Kit) -> None:
@@ -167,7 +183,9 @@ class JobChecks:
             "is delivered exactly once, oldest first, none lost, none repeated (see hookspecs.BackendSpec.bgcb_append, "
             "bgcb_read)."
         )
-        assert kit.value(job_id) == f"progressed {count}", "the progress callback's value must follow its updates"
+        assert kit.value(job_id) == f"progressed {count}", (
+            "the progress callback's value must follow its updates (see hookspecs.BackendSpec.bgcb_read)"
+        )
 
     def test_set_props_and_progress_in_order(self, kit: Kit) -> None:
         count = 10
@@ -195,9 +213,11 @@ class JobChecks:
         )
         result = kit.backend.result(job_id)
         assert snap.outcome is not None and result is not None and snap.outcome.to_json() == result.to_json(), (
-            f"the poll's outcome {snap.outcome!r} differs from result() {result!r}"
+            f"the poll's outcome {snap.outcome!r} differs from result() {result!r} (see hookspecs.BackendSpec.bgcb_read)"
         )
-        assert kit.backend.poll(job_id).updates == [], "updates a poll delivered must not come again"
+        assert kit.backend.poll(job_id).updates == [], (
+            "updates a poll delivered came again: drained updates are removed (see hookspecs.BackendSpec.bgcb_read)"
+        )
 
     def test_results_are_per_job(self, kit: Kit) -> None:
         key = "kit-shared-" + new_job_id()
@@ -212,7 +232,9 @@ class JobChecks:
         if not kit.has_hook("bgcb_cache_get"):
             pytest.skip("the optional hooks bgcb_cache_put/bgcb_cache_get are not implemented: cache_by is not reused")
         key = "kit-cache-" + new_job_id()
-        assert kit.backend.cached(key) is None
+        assert kit.backend.cached(key) is None, (
+            "a key nothing was put under must not be cached (see hookspecs.BackendSpec.bgcb_cache_get)"
+        )
         value = kit.value(kit.submit("echo", "cached", cache_key=key, cache=True, cache_expire=60.0))
         # the worker puts the outcome in the cache just after its final compare-and-set: give it a moment
         until(lambda: kit.backend.cached(key) is not None)
@@ -242,7 +264,7 @@ class JobChecks:
             "(see hookspecs.BackendSpec.bgcb_active)."
         )
         assert done not in (kit.backend.hook.bgcb_active() or []), (
-            "bgcb_active lists queued and running jobs only, not finished ones"
+            "bgcb_active lists queued and running jobs only, not finished ones (see hookspecs.BackendSpec.bgcb_active)"
         )
 
     def test_shared_secret(self, kit: Kit) -> None:
@@ -274,13 +296,17 @@ class JobChecks:
             timeout=kit.config.job_timeout,
         )
         out = run.output(f"{callbacks.PREFIX}echo-out", "children")
-        assert out and out["value"] == "via dash", f"the Dash callback's output was {out!r} ({run.final!r})"
+        assert out and out["value"] == "via dash", (
+            f"the Dash callback's output was {out!r} ({run.final!r}); see the other checks for the hook at fault"
+        )
         prog = client.run(
             [(f"{callbacks.PREFIX}progress-out", "children")],
             [(f"{callbacks.PREFIX}progress-in", "value", 5)],
             timeout=kit.config.job_timeout,
         )
-        assert prog.output(f"{callbacks.PREFIX}progress-out", "children") == "progressed 5", f"{prog.final!r}"
+        assert prog.output(f"{callbacks.PREFIX}progress-out", "children") == "progressed 5", (
+            f"the Dash progress callback ended with {prog.final!r}; see the other checks for the hook at fault"
+        )
         assert prog.progress, (
             "the browser saw no progress from a callback that reported 5 times (see hookspecs.BackendSpec.bgcb_append)"
         )

@@ -179,7 +179,9 @@ class Kit:
 
     def value(self, job_id: str) -> Any:
         outcome = self.outcome(job_id)
-        assert outcome.kind == "value", f"the kit callback should have succeeded with a value, got {outcome!r}"
+        assert outcome.kind == "value", (
+            f"the kit callback should have succeeded with a value, got {outcome!r} (see hookspecs.BackendSpec.bgcb_read)"
+        )
         return outcome.value
 
     def drain(self, job_id: str) -> list[Update]:
@@ -192,7 +194,9 @@ class Kit:
             if not snap.status.state.active:
                 seen.extend(self.backend.poll(job_id).updates)  # nothing may come after the end
                 return seen
-            assert time.monotonic() < deadline, f"job {job_id} did not end within {self.config.job_timeout:g} s"
+            assert time.monotonic() < deadline, (
+                f"job {job_id} did not end within {self.config.job_timeout:g} s (see hookspecs.BackendSpec.bgcb_configure)"
+            )
             time.sleep(0.005)
 
     # -- records, through the storage hooks ------------------------------------------------

@@ -133,7 +133,9 @@ class StorageChecks:
             f"{len(wins)} of 8 concurrent bgcb_cas(expect=['running']) calls on one record returned True: the "
             "compare-and-set is atomic, exactly one wins (see hookspecs.BackendSpec.bgcb_cas)."
         )
-        assert stored(kit, job_id).data == wins[0], "the record must hold the data of the compare-and-set that won"
+        assert stored(kit, job_id).data == wins[0], (
+            "the record must hold the data of the compare-and-set that won (see hookspecs.BackendSpec.bgcb_cas)"
+        )
 
     def test_drain_delivers_each_update_once_in_order(self, kit: Kit) -> None:
         """bgcb_append keeps every update; bgcb_read(drain=True) returns them oldest first and removes them."""
@@ -206,7 +208,7 @@ class StorageChecks:
                     "one more for each record behind (see hookspecs.BackendSpec.bgcb_read)."
                 )
             assert kit.cas(ids[0], ["queued"], "cancelled", kit.ended()), (
-                "bgcb_cas(expect=['queued']) of a queued record must succeed"
+                "bgcb_cas(expect=['queued']) of a queued record must succeed (see hookspecs.BackendSpec.bgcb_cas)"
             )
             if known:
                 after = [stored(kit, j).position for j in ids[1:]]
@@ -226,7 +228,9 @@ class StorageChecks:
             for job_id in ids[1:]:
                 kit.wait(job_id)
             time.sleep(0.3)
-        assert not markers[0].exists(), "a record moved from 'queued' to 'cancelled' was run anyway: it must never start"
+        assert not markers[0].exists(), (
+            "a record moved from 'queued' to 'cancelled' was run anyway: it must never start (see hookspecs.BackendSpec.bgcb_cas)"
+        )
         claims = [kw for name, kw in spy.with_id(ids[0]) if name == "bgcb_cas" and kw.get("state") == "running"]
         assert not claims, (
             "a worker took the id of a record that bgcb_cas had moved out of 'queued' and tried to claim it: the queue "
@@ -252,11 +256,15 @@ class StorageChecks:
             "bgcb_cache_get still returned an outcome 3 s after it was put with ttl=1.0: cached outcomes expire after "
             "their ttl (see hookspecs.BackendSpec.bgcb_cache_put)."
         )
-        assert get(cache_key=kept) == text, "an entry put with ttl=60 must outlive one put with ttl=1"
+        assert get(cache_key=kept) == text, (
+            "an entry put with ttl=60 must outlive one put with ttl=1 (see hookspecs.BackendSpec.bgcb_cache_put)"
+        )
 
     def test_terminal_records_expire(self, kit: Kit) -> None:
         job_id = kit.claim()
-        assert kit.cas(job_id, ["running"], "succeeded", kit.ended(), ttl=1.0), "bgcb_cas of a running record must succeed"
+        assert kit.cas(job_id, ["running"], "succeeded", kit.ended(), ttl=1.0), (
+            "bgcb_cas(expect=['running']) of a running record must succeed (see hookspecs.BackendSpec.bgcb_cas)"
+        )
         assert until(lambda: kit.read(job_id) is None and kit.backend.hook.bgcb_load(job_id=job_id) is None), (
             "a record written by bgcb_cas with ttl=1.0 could still be read 3 s later: the record (and its job "
             "text) is kept ttl seconds from that write (see hookspecs.BackendSpec.bgcb_cas)."
