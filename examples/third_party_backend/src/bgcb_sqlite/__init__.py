@@ -26,9 +26,9 @@ READ = "SELECT state, data, pid, (SELECT COUNT(*) FROM jobs WHERE state = 'queue
 
 def _alive(pid: int) -> bool:
     try:
-        return os.kill(pid, 0) is None
-    except OSError as exc:  # EPERM: it exists, under another user
-        return not isinstance(exc, ProcessLookupError)
+        return os.getpgid(pid) >= 0  # any user's process, and no signal sent
+    except ProcessLookupError:
+        return False
 
 
 class SqliteBackend:
@@ -41,7 +41,7 @@ class SqliteBackend:
     @hookimpl
     def bgcb_configure(self, options: dict[str, Any], role: str, jobs: Lifecycle) -> None:
         self.path = options["path"] or os.path.join(tempfile.mkdtemp(prefix="bgcb-sqlite-"), "jobs.db")
-        self.role, self.jobs, self.workers, self.threads = role, jobs, int(options["workers"]), []
+        self.role, self.jobs, self.workers, self.threads = role, jobs, int(options["workers"]), list[threading.Thread]()
         self.local, self.stop, self.lock = threading.local(), threading.Event(), threading.Lock()
         sqlite3.connect(self.path, timeout=30).executescript(SCHEMA).connection.close()
 
