@@ -206,7 +206,7 @@ class MisspeltPoll(TestingBackend):
 
 
 class HalfCachePair(TestingBackend):
-    bgcb_cache_get = None  # left out; bgcb_cache_put stays
+    bgcb_cache_get = None  # type: ignore[assignment]  # left out; bgcb_cache_put stays
 
 
 class ContractOne:

@@ -68,7 +68,7 @@ def broken_copies(cls: type) -> list[tuple[str, type, str]]:
     """Subclasses of ``cls`` that break the contract's shape: (what is wrong, class, text the refusal must name)."""
     has_cache = callable(getattr(cls, "bgcb_cache_get", None)) and callable(getattr(cls, "bgcb_cache_put", None))
     half = {"bgcb_cache_get": None} if has_cache else {"bgcb_cache_put": _cache_put}
-    copies = [
+    copies: list[tuple[str, dict[str, Any], str]] = [
         ("bgcb_read without @hookimpl", {"bgcb_read": _unmarked_read}, "bgcb_read is not marked"),
         ("a misspelt hook bgcb_reed", {"bgcb_reed": _misspelt}, "bgcb_reed is not a bgcb backend hook"),
         ("the required hook bgcb_cas removed", {"bgcb_cas": None}, "required hook bgcb_cas is missing"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from bgcb import hookimpl
@@ -131,11 +131,11 @@ class HookSpy:
             self._undo()
             self._undo = None
 
-    def _before(self, hook_name: str, impls: Any, kwargs: dict[str, Any]) -> None:
+    def _before(self, hook_name: str, impls: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         with self._lock:
             self.calls.append((hook_name, dict(kwargs)))
 
-    def _after(self, outcome: Any, hook_name: str, impls: Any, kwargs: dict[str, Any]) -> None:
+    def _after(self, outcome: Any, hook_name: str, impls: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         pass
 
     def with_id(self, job_id: str) -> list[tuple[str, dict[str, Any]]]:

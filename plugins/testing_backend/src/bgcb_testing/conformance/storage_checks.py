@@ -201,7 +201,7 @@ class StorageChecks:
             positions = [p for a, b in reads for p in (a.position, b.position)]
             known = any(p is not None for p in positions)
             if known:
-                first = positions[0]
+                first = next(p for p in positions if p is not None)
                 assert positions == [first, first, first + 1, first + 1, first + 2, first + 2], (
                     f"positions {positions} (each record read without and with drain) for three records enqueued in "
                     "a row: a backend that knows the 0-based queue place reports it on every read, drain or not, "
