@@ -38,7 +38,7 @@ from .queue_checks import QueueChecks
 from .storage_checks import StorageChecks
 
 
-# pytest runs inherited checks base class last first: the killed-worker check (EndingChecks) comes last.
+# pytest collects inherited tests from the last base class first: EndingChecks (the killed-worker check) runs last.
 class BackendConformance(EndingChecks, QueueChecks, JobChecks, StorageChecks, ContractChecks):
     """The contract of :mod:`bgcb.hookspecs`, checked against one backend.
 
