@@ -71,7 +71,7 @@ def _job(**kw) -> Job:
     return Job(**{"callback": "f" * 64, "args": [], **kw})
 
 
-@pytest.mark.parametrize("forged", ["", "1234", "../../etc/passwd", "a" * 23 + "/", "x" * 200, "cached:abc"])
+@pytest.mark.parametrize("forged", ["", "1234", "../../etc/passwd", "a" * 23 + "/", "x" * 200, "cached:abc", "é" * 24])
 def test_forged_handles_never_reach_the_backend(held, forged: str) -> None:
     calls: list[str] = []
     held.pm.add_hookcall_monitoring(lambda name, impls, kw: calls.append(name), lambda *a: None)

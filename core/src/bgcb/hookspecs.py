@@ -46,7 +46,10 @@ fired by the core, once per job and event, in whichever process saw it happen:
 ``submitted`` and ``cancelled`` in the web process, ``started`` in the worker,
 ``finished`` wherever the job reached its terminal state (the worker, or the
 process that noticed a cancel, a timeout or a dead worker). An observer that
-raises is logged and skipped; it never breaks a job.
+raises is logged and skipped; it never breaks a job. Events of one job come
+from several processes and threads, so their order is not guaranteed (an
+in-process worker may start, even finish, a job before ``submitted`` is
+delivered), except that ``cancelled`` comes before ``finished``.
 
 Deprecation path: a hook that is renamed or removed keeps its specification
 here for one minor version with ``warn_on_impl``, so that a backend still
@@ -192,6 +195,7 @@ class BackendSpec:
 
         :param drain: also return the updates appended since the last drain,
             oldest first, and remove them (each update is delivered once).
+            Without it, ``updates`` may be left empty.
         :returns: ``Stored(state, data, updates, position, alive, reason)``:
             ``state`` and ``data`` as last written; ``position`` the 0-based
             place in the queue while queued, if the backend knows it; ``alive``
@@ -255,7 +259,9 @@ class BackendSpec:
         """Optional (with :meth:`bgcb_cache_get`): keep a successful outcome (JSON text) under ``cache_key`` for ``ttl`` s.
 
         Called by the core in the worker, only for jobs submitted with
-        ``cache_by`` that succeeded and won their final compare-and-set.
+        ``cache_by`` that succeeded and won their final compare-and-set (so
+        just after the job reads as succeeded: a cancelled job's outcome is
+        never cached).
         ``ttl`` is Dash's ``expire``, or the core's ``job_ttl`` when the
         manager sets none. Overwrite an existing entry.
         """

@@ -8,6 +8,7 @@ and never as pickle: a shared store must not be a way to run code.
 from __future__ import annotations
 
 import enum
+import re
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,6 +26,7 @@ __all__ = [
 ]
 
 _ID_BYTES = 18  # 144 random bits: unguessable, and 24 URL-safe characters
+_ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{24}")  # ASCII only: str.isalnum() would let "é" * 24 through
 
 
 def new_job_id() -> str:
@@ -37,7 +39,7 @@ def is_job_id(value: object) -> bool:
 
     Backends use it to refuse forged handles before touching their store.
     """
-    return isinstance(value, str) and len(value) == 24 and all(c.isalnum() or c in "-_" for c in value)
+    return isinstance(value, str) and _ID_SHAPE.fullmatch(value) is not None
 
 
 class State(str, enum.Enum):

@@ -5,4 +5,4 @@ from .client import DashClient, Run
 from .server import LiveServer
 
 __all__ = ["DashClient", "LiveServer", "Run", "TestingBackend"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

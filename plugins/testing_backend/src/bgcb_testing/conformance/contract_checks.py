@@ -135,7 +135,7 @@ class ContractChecks:
         """The core refuses malformed ids before any backend hook runs; well-formed unknown ids are unknown."""
         live = kit.sleeper(0.5)
         forged = ["../x", "1234", "", "abc/" + "d" * 20, str(os.getpid()), "../../etc/passwd", "*", "' OR 1=1 --"]
-        forged += [live[:-1], live + "~signature", " " + live[1:], live[:12] + "." + live[13:], "x" * 25]
+        forged += [live[:-1], live + "~signature", " " + live[1:], live[:12] + "." + live[13:], "x" * 25, "é" * 24]
         for job_id in forged:
             with HookSpy(kit.backend) as spy:
                 snap, status = kit.backend.poll(job_id), kit.backend.status(job_id)
