@@ -233,8 +233,8 @@ class CeleryBackend:
     # -- cache, listing, secret -------------------------------------------------------------------
 
     @hookimpl
-    def bgcb_cache_put(self, cache_key: str, outcome: str, ttl: float | None) -> None:
-        self.store.cache_put(cache_key, outcome, self.jobs.settings["job_ttl"] if ttl is None else ttl)
+    def bgcb_cache_put(self, cache_key: str, outcome: str, ttl: float) -> None:
+        self.store.cache_put(cache_key, outcome, ttl)
 
     @hookimpl
     def bgcb_cache_get(self, cache_key: str) -> str | None:
