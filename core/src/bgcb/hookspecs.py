@@ -272,7 +272,11 @@ class BackendSpec:
 
     @hookspec(firstresult=True)
     def bgcb_active(self) -> list[str] | None:
-        """Optional: ids of queued and running jobs, running first, then queued in queue order (``bgcb jobs``)."""
+        """Optional: ids of queued and running jobs, running first, then queued in queue order (``bgcb jobs``).
+
+        Called by the CLI. The core reads each id's record and drops those
+        that ended, so an id that ended a moment ago may be listed.
+        """
 
     @hookspec(firstresult=True)
     def bgcb_shared_secret(self, generate: Callable[[], bytes]) -> bytes | None:
