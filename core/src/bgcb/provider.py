@@ -193,6 +193,8 @@ class Backend(Lifecycle):
         own = dict(pm.hook.bgcb_options() or {})
         resolved, settings = split(name, own, dict(options or {}))
         backend = cls(name, pm, plugin, resolved, settings, role or _role, info)
+        if backend.role == "worker":
+            from . import runner  # noqa: F401  - imported once before a backend forks its workers, not per worker
         contract.configure(pm, resolved, backend.role, backend)
         return backend
 
