@@ -42,8 +42,16 @@ def _import_app(module: str) -> None:
     importlib.import_module(module)
 
 
+_PASSWORD = re.compile(r"(://[^:/@]*:)[^@/]+@")
+
+
+def _redact(value: object) -> object:
+    """A URL option without its password (``redis://:secret@host`` -> ``redis://:***@host``)."""
+    return _PASSWORD.sub(r"\1***@", value) if isinstance(value, str) else value
+
+
 def _describe(backend: provider.Backend) -> str:
-    own = ", ".join(f"{k}={v!r}" for k, v in sorted(backend.options.items()))
+    own = ", ".join(f"{k}={_redact(v)!r}" for k, v in sorted(backend.options.items()))
     return f"{backend.name} ({own or 'default options'})"
 
 
@@ -110,14 +118,6 @@ def _jobs(args: argparse.Namespace) -> int:
         print(f"{job_id:<26} {status.state.value:<10} {pos:>4} {age:>7.1f}s")
     backend.close()
     return 0
-
-
-_PASSWORD = re.compile(r"(://[^:/@]*:)[^@/]+@")
-
-
-def _redact(value: object) -> object:
-    """A URL option without its password (``redis://:secret@host`` -> ``redis://:***@host``)."""
-    return _PASSWORD.sub(r"\1***@", value) if isinstance(value, str) else value
 
 
 def _doctor(args: argparse.Namespace) -> int:
