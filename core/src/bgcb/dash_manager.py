@@ -123,7 +123,7 @@ class DashManager(compat.BaseManager):
             outcome = self.backend.cached(cache_key) if cache_key else None
             state = State.SUCCEEDED if outcome else State.UNKNOWN
             return Snapshot(Status(state), [], outcome)
-        memo = _request_memo()
+        memo = compat.request_memo()
         if memo is not None and job in memo:
             return memo[job]
         snap = self.backend.poll(job)
@@ -140,7 +140,7 @@ class DashManager(compat.BaseManager):
     def get_result(self, key: str, job: str | None) -> Any:
         snap = self._snapshot(job, key)
         if snap.status.state is State.UNKNOWN:
-            if job and not job.startswith(CACHED_HANDLE) and _request_memo() is not None:
+            if job and not job.startswith(CACHED_HANDLE) and compat.request_memo() is not None:
                 return _to_dash(_unknown_job_outcome())
             return self.UNDEFINED
         if snap.outcome is None or snap.outcome.kind == "cancelled":
@@ -199,20 +199,3 @@ def _to_dash(outcome: Outcome) -> Any:
     if outcome.error is not None:  # an error, a timeout or a lost worker
         return {compat.ERROR_KEY: {"msg": outcome.error.get("msg", ""), "tb": outcome.error.get("tb", "")}}
     return outcome.value
-
-
-def _request_memo() -> dict[str, Snapshot] | None:
-    """A per-request dict, so one poll costs one backend round trip."""
-    try:
-        import flask
-
-        if flask.has_request_context():
-            g = flask.g
-            memo = g.get("_bgcb_snapshots")
-            if memo is None:
-                memo = {}
-                g._bgcb_snapshots = memo
-            return memo
-    except ImportError:  # pragma: no cover
-        pass
-    return None

@@ -12,24 +12,86 @@ T = TypeVar("T")
 
 
 class LiveServer:
-    """A Dash app served by werkzeug in a thread; ``url`` is where it answers.
+    """A Dash app served over real HTTP in a thread; ``url`` is where it answers.
 
-    For tests that need real HTTP (several clients, worker processes polling
-    the same app) rather than Flask's test client.
+    Flask apps are served by werkzeug; Dash 4.4's FastAPI apps by uvicorn and
+    Quart apps by hypercorn, as in production. For tests that need real HTTP
+    (several clients, worker processes polling the same app) rather than
+    Flask's test client.
     """
 
     def __init__(self, app: Any) -> None:
-        from werkzeug.serving import make_server
+        server = getattr(app, "server", app)
+        kind = type(server).__module__.split(".")[0]
+        self._stop: Callable[[], None]
+        if kind == "fastapi":
+            self.port = self._uvicorn(server)
+        elif kind == "quart":
+            self.port = self._hypercorn(server)
+        else:
+            from werkzeug.serving import make_server
 
-        self.httpd = make_server("127.0.0.1", 0, getattr(app, "server", app), threaded=True)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="bgcb-live-server", daemon=True)
+            httpd = make_server("127.0.0.1", 0, server, threaded=True)
+            self.port = httpd.server_port
+            self.thread = threading.Thread(target=httpd.serve_forever, name="bgcb-live-server", daemon=True)
+
+            def stop() -> None:
+                httpd.shutdown()
+                httpd.server_close()
+
+            self._stop = stop
+        self.url = f"http://127.0.0.1:{self.port}"
         self.thread.start()
+        wait_for(lambda: _answers(self.port), 30, f"the test server on port {self.port}")
+
+    def _uvicorn(self, server: Any) -> int:
+        import uvicorn
+
+        port = free_port()
+        httpd = uvicorn.Server(uvicorn.Config(server, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+        self.thread = threading.Thread(target=httpd.run, name="bgcb-live-uvicorn", daemon=True)
+
+        def stop() -> None:
+            httpd.should_exit = True
+
+        self._stop = stop
+        return port
+
+    def _hypercorn(self, server: Any) -> int:
+        import asyncio
+
+        from hypercorn.asyncio import serve
+        from hypercorn.config import Config
+
+        port = free_port()
+        config = Config()
+        config.bind = [f"127.0.0.1:{port}"]
+        config.loglevel = "WARNING"
+        loop = asyncio.new_event_loop()
+        done = asyncio.Event()
+
+        async def main() -> None:
+            await serve(server, config, shutdown_trigger=done.wait)  # type: ignore[arg-type]
+
+        self.thread = threading.Thread(target=loop.run_until_complete, args=(main(),), name="bgcb-live-hypercorn", daemon=True)
+
+        def stop() -> None:
+            loop.call_soon_threadsafe(done.set)
+
+        self._stop = stop
+        return port
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._stop()
         self.thread.join(5)
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def free_port() -> int:
