@@ -4,7 +4,8 @@ queue, on the diskcache backend (warm worker processes, no server).
     python3 -m pip install -r examples/demo/requirements.txt
     python3 examples/demo/app.py            # then open http://127.0.0.1:8050
 
-Options come from the environment: ``DEMO_PORT`` (8050), and the backend's
+Options come from the environment: ``DEMO_PORT`` (8050), ``DEMO_SERVER``
+(flask; fastapi or quart on Dash 4.4+), and the backend's
 ``BGCB_DISKCACHE_WORKERS`` (CPU count), ``BGCB_DISKCACHE_DIRECTORY`` ...
 """
 
@@ -23,7 +24,14 @@ import bgcb
 manager = bgcb.manager()
 queue_manager = bgcb.manager(on_retrigger="keep")
 
-app = Dash(__name__, title="bgcb demo", background_callback_manager=manager)
+# DEMO_SERVER=fastapi or quart serves the demo on Dash 4.4's other servers (pip install "dash[fastapi]").
+SERVER = os.environ.get("DEMO_SERVER", "flask")
+app = Dash(
+    __name__,
+    title="bgcb demo",
+    background_callback_manager=manager,
+    **({"backend": SERVER} if SERVER != "flask" else {}),
+)
 server = app.server
 
 HIDDEN, SHOWN = {"visibility": "hidden"}, {"visibility": "visible"}

@@ -36,9 +36,23 @@ FLAGS = [
 ]
 
 
-@pytest.fixture
-def demo(tmp_path):
+def _can_serve(server: str) -> bool:
+    """Dash 4.4 serves on FastAPI (uvicorn) too; earlier versions, or without fastapi, only on Flask."""
+    import importlib.util
+
+    import dash
+
+    if server == "flask":
+        return True
+    newer = tuple(int(p) for p in dash.__version__.split(".")[:2]) >= (4, 4)
+    return newer and all(importlib.util.find_spec(m) for m in ("fastapi", "uvicorn"))
+
+
+@pytest.fixture(params=["flask", "fastapi"])
+def demo(tmp_path, request):
     pytest.importorskip("bgcb_diskcache", reason="bgcb-diskcache is not installed")
+    if not _can_serve(request.param):
+        pytest.skip(f"this Dash cannot serve on {request.param} (Dash 4.4+ with fastapi and uvicorn)")
     port = free_port()
     env = dict(
         os.environ,
@@ -46,8 +60,10 @@ def demo(tmp_path):
         BGCB_DISKCACHE_DIRECTORY=str(tmp_path / "store"),
         BGCB_DISKCACHE_WORKERS="2",
         DEMO_PORT=str(port),
+        DEMO_SERVER=request.param,
     )
-    proc = subprocess.Popen([sys.executable, str(DEMO)], env=env, stdin=subprocess.DEVNULL)
+    # its own process group, so that Ctrl-C reaches every process of it, as from a terminal
+    proc = subprocess.Popen([sys.executable, str(DEMO)], env=env, stdin=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 60
     while True:
@@ -63,7 +79,7 @@ def demo(tmp_path):
     import psutil
 
     tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)
     _, alive = psutil.wait_procs(tree, timeout=15)
     for p in alive:
         p.kill()
