@@ -73,7 +73,13 @@ class LiveServer:
         async def main() -> None:
             await serve(server, config, shutdown_trigger=done.wait)  # type: ignore[arg-type]
 
-        self.thread = threading.Thread(target=loop.run_until_complete, args=(main(),), name="bgcb-live-hypercorn", daemon=True)
+        def run() -> None:
+            try:
+                loop.run_until_complete(main())
+            finally:
+                loop.close()
+
+        self.thread = threading.Thread(target=run, name="bgcb-live-hypercorn", daemon=True)
 
         def stop() -> None:
             loop.call_soon_threadsafe(done.set)
