@@ -68,10 +68,11 @@ class Lifecycle:
         optional = ("bgcb_stop", "bgcb_cache_get", "bgcb_active", "bgcb_shared_secret")
         self._has = {h: bool(getattr(hook, h).get_hookimpls()) for h in optional}
 
-    def _cas(self, job_id: str, expect: str, state: State, data: Data) -> bool:
+    def _cas(self, job_id: str, expect: str, state: State, data: Data | str) -> bool:
         """The state machine's one write: ``expect`` -> ``state``, with the TTL that state gets."""
         ttl = self.settings["result_ttl" if state.terminal else "job_ttl"]
-        return bool(self.hook.bgcb_cas(job_id=job_id, expect=[expect], state=state.value, data=data.encode(), ttl=ttl))
+        text = data if isinstance(data, str) else data.encode()
+        return bool(self.hook.bgcb_cas(job_id=job_id, expect=[expect], state=state.value, data=text, ttl=ttl))
 
     # -- web side ------------------------------------------------------------
 
@@ -179,10 +180,11 @@ class Lifecycle:
         clock = time.monotonic()
         outcome = run(job, StoreChannel(self, job_id), stop_errors=stop_errors)
         try:
-            dumps(outcome.to_json())
+            final = data.ended(outcome).encode()  # the outcome is encoded once, here
         except (TypeError, ValueError) as exc:
             outcome = Outcome.failure(f"bgcb could not store the outcome as JSON: {exc}")
-        if self._cas(job_id, State.RUNNING.value, outcome.state, data.ended(outcome)):
+            final = data.ended(outcome).encode()
+        if self._cas(job_id, State.RUNNING.value, outcome.state, final):
             if job.cache and job.cache_key and outcome.succeeded and self._has["bgcb_cache_get"]:
                 ttl = job.cache_expire if job.cache_expire else self.settings["job_ttl"]
                 self.hook.bgcb_cache_put(cache_key=job.cache_key, outcome=dumps(outcome.to_json()), ttl=ttl)
