@@ -15,10 +15,16 @@ from dash.exceptions import PreventUpdate
 
 import bgcb
 
-manager = bgcb.manager()
-cached_manager = bgcb.manager(cache_by=[lambda: "v1"], expire=60)
-timeout_manager = bgcb.manager(timeout=1.0)
-keep_manager = bgcb.manager(on_retrigger="keep")
+#: Results as soon as they exist (``hold=`` seconds) when the suite runs with BGCB_TEST_HOLD set.
+#: The first request's wait is longer than the default (0.25 s) so that tests can act inside it.
+HOLD = float(os.environ.get("BGCB_TEST_HOLD") or 0)
+HELD = {"hold": HOLD, "hold_first": 1.0}
+manager = bgcb.manager(**HELD)
+cached_manager = bgcb.manager(cache_by=[lambda: "v1"], expire=60, **HELD)
+timeout_manager = bgcb.manager(timeout=1.0, **HELD)
+keep_manager = bgcb.manager(on_retrigger="keep", **HELD)
+#: At most one held request at a time: the rest fall back to plain polling.
+bounded_manager = bgcb.manager(hold_max=1, **HELD)
 
 #: The web server Dash serves the app on (Dash 4.4+): flask (default), fastapi or quart.
 SERVER = os.environ.get("BGCB_TEST_SERVER", "flask")
@@ -81,6 +87,11 @@ app.layout = html.Div(
         html.Div(id="timeout-out"),
         html.Button("keep", id="keep-btn"),
         html.Div(id="keep-out"),
+        html.Button("quiet", id="quiet-btn"),
+        html.Button("quiet cancel", id="quiet-cancel"),
+        html.Div(id="quiet-out"),
+        html.Button("bounded", id="bound-btn"),
+        html.Div(id="bound-out"),
         html.Button("echo", id="echo-btn"),
         dcc.Input(id="echo-in"),
         html.Div(id="echo-out"),
@@ -293,6 +304,31 @@ def kept(n_clicks):
 def echo(n_clicks, value):
     time.sleep(0.2)
     return f"echo {value} {uuid.uuid4().hex}"
+
+
+@dash.callback(
+    Output("quiet-out", "children"),
+    Input("quiet-btn", "n_clicks"),
+    background=True,
+    cancel=[Input("quiet-cancel", "n_clicks")],
+    prevent_initial_call=True,
+)
+def quiet(n_clicks):
+    """Runs ``n_clicks`` tenths of a second and reports nothing meanwhile."""
+    time.sleep(n_clicks / 10)
+    return f"quiet {n_clicks}"
+
+
+@dash.callback(
+    Output("bound-out", "children"),
+    Input("bound-btn", "n_clicks"),
+    background=True,
+    manager=bounded_manager,
+    prevent_initial_call=True,
+)
+def bounded(n_clicks):
+    time.sleep(n_clicks / 10)
+    return f"bounded {n_clicks}"
 
 
 if __name__ == "__main__":

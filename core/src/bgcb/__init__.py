@@ -48,6 +48,9 @@ def manager(
     expire: float | None = None,
     timeout: float | None = None,
     on_retrigger: str = "cancel",
+    hold: float = 0.0,
+    hold_first: float | None = None,
+    hold_max: int | None = None,
     **options: Any,
 ) -> Any:
     """A Dash background-callback manager on the backend named ``backend``.
@@ -56,8 +59,14 @@ def manager(
     ``cache_by`` and ``expire`` work as in Dash's managers; ``timeout`` stops a
     job after that many seconds and reports an error; ``on_retrigger="keep"``
     lets a running job finish when its callback fires again (Dash cancels it).
+    ``hold`` (seconds, off by default) lets each poll wait for its job's news
+    and answers the first request at once when the job ends within
+    ``hold_first`` seconds (0.25): results show as soon as they exist instead
+    of at the renderer's next ``interval``; ``hold_max`` bounds the requests
+    held at once per process (docs/hold.md).
     Other keyword arguments are the backend's options (``bgcb backends``).
     """
+    from . import defaults
     from .dash_manager import DashManager
     from .provider import load
 
@@ -67,4 +76,7 @@ def manager(
         expire=expire,
         timeout=timeout,
         on_retrigger=on_retrigger,  # type: ignore[arg-type]
+        hold=hold,
+        hold_first=defaults.HOLD_FIRST if hold_first is None else hold_first,
+        hold_max=hold_max,
     )

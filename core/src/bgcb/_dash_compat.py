@@ -44,6 +44,9 @@ __all__ = [
     "request_arg_list",
     "request_job",
     "request_memo",
+    "verified_job",
+    "bgcb_manager_of",
+    "on_app_setup",
 ]
 
 
@@ -184,3 +187,58 @@ def is_explicit_cancel(job: str) -> bool:
     apart. Handles may be signed (``value~mac``).
     """
     return any(raw == job or raw.startswith(job + "~") for raw in request_arg_list("cancelJob"))
+
+
+def verified_job(app: Any, args: dict[str, str]) -> str | None:
+    """The job named by a poll's query, checked as Dash checks it; None if missing or forged.
+
+    Dash 4.4 signs handles with a secret and binds them to the page load
+    (``endId``); earlier versions send them as they were issued.
+    """
+    raw = args.get("job")
+    signing = _import_signing()
+    if signing is None or not hasattr(app, "_get_signing_secret"):
+        return raw
+    secret = app._get_signing_secret()
+    end_id = signing.unsign(secret, signing.END_SCOPE, args.get("endId"))
+    return signing.unsign(secret, signing.job_scope(end_id), raw)
+
+
+def _import_signing() -> Any:
+    try:
+        from dash import _callback_signing
+
+        return _callback_signing
+    except ImportError:  # Dash before 4.4
+        return None
+
+
+def bgcb_manager_of(app: Any, payload: dict[str, Any] | None, manager_type: type) -> Any:
+    """The bgcb manager serving the background callback a request body names, else None."""
+    if payload is None or not isinstance(payload.get("output"), str):
+        return None
+    spec = getattr(app, "callback_map", {}).get(payload["output"])
+    background = spec.get("background") if isinstance(spec, dict) else None
+    if not background:
+        return None
+    manager = background.get("manager") or getattr(app, "_background_manager", None)
+    return manager if isinstance(manager, manager_type) else None
+
+
+def on_app_setup(install: Callable[[Any], None]) -> bool:
+    """Have ``install(app)`` called for every Dash app created from now on (Dash 3+'s ``dash.hooks.setup``).
+
+    Returns False on Dash 2.18, which has no hooks: the manager then installs
+    itself from the first request it serves (Flask only).
+    """
+    hooks = getattr(dash, "hooks", None)
+    if hooks is None or not hasattr(hooks, "setup"):
+        return False
+    hooks.setup()(install)
+    return True
+
+
+def current_server() -> Any:
+    """The Flask app serving the current request (Dash 2.18's fallback for installing the gate), or None."""
+    flask = _flask_request()
+    return flask.current_app._get_current_object() if flask is not None else None

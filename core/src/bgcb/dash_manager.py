@@ -13,6 +13,8 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from . import _dash_compat as compat
+from . import defaults, hold, serve
+from .hold import Holding
 from .jobs import Job, Outcome, Snapshot, State, Status
 from .provider import Backend
 
@@ -70,19 +72,34 @@ class DashManager(compat.BaseManager):
         expire: float | None = None,
         timeout: float | None = None,
         on_retrigger: Retrigger = "cancel",
+        hold: float = 0.0,
+        hold_first: float = defaults.HOLD_FIRST,
+        hold_max: int | None = None,
     ) -> None:
-        if on_retrigger not in ("cancel", "keep"):
-            from .errors import ConfigurationError
+        from .errors import ConfigurationError
 
+        if on_retrigger not in ("cancel", "keep"):
             raise ConfigurationError(
                 f"bgcb: on_retrigger={on_retrigger!r}; use 'cancel' (stop the "
                 "previous job when the callback fires again, Dash's default) or "
                 "'keep' (let it run to completion)."
             )
+        for name, value in (("hold", hold), ("hold_first", hold_first)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ConfigurationError(f"bgcb: {name}={value!r}; give seconds as a number >= 0 (0 turns it off).")
+        if hold_max is not None and (not isinstance(hold_max, int) or isinstance(hold_max, bool) or hold_max < 0):
+            raise ConfigurationError(f"bgcb: hold_max={hold_max!r}; give a whole number of requests >= 0, or None.")
         self.backend = backend
         self.expire = expire
         self.timeout = timeout
         self.on_retrigger = on_retrigger
+        #: Seconds a poll may wait for news of its job; the first request waits at most ``hold_first``.
+        self.hold = float(hold)
+        self.hold_first = float(hold_first)
+        #: Held requests per process (None: the server's default, see :mod:`bgcb.defaults`).
+        self.hold_max = hold_max
+        self.holding = Holding(backend.poll)
+        self._gate_by_hook = serve.register()
         super().__init__(cache_by)
 
     # -- registration ----------------------------------------------------------
@@ -98,8 +115,13 @@ class DashManager(compat.BaseManager):
     # -- first request ---------------------------------------------------------
 
     def call_job_fn(self, key: str, job_fn: _JobFn, args: Any, context: dict[str, Any]) -> str:
+        if not self._gate_by_hook:
+            serve.install_here()
+        visit = hold.current()
         caching = self.cache_by is not None
         if caching and self.backend.cached(key) is not None:
+            if visit is not None:
+                visit.submitted, visit.cached = CACHED_HANDLE + key[:16], True
             return CACHED_HANDLE + key[:16]
         job = Job(
             callback=job_fn.key,
@@ -111,7 +133,14 @@ class DashManager(compat.BaseManager):
             cache=caching,
             cache_expire=self.expire,
         )
-        return self.backend.submit(job)
+        job_id = self.backend.submit(job)
+        if visit is not None:
+            visit.submitted = job_id
+        return job_id
+
+    def owns(self, job: str) -> bool:
+        """Whether ``job`` is a handle of a job this manager submitted (not a cache hit)."""
+        return not job.startswith(CACHED_HANDLE)
 
     # -- polls -----------------------------------------------------------------
 
@@ -123,6 +152,9 @@ class DashManager(compat.BaseManager):
             outcome = self.backend.cached(cache_key) if cache_key else None
             state = State.SUCCEEDED if outcome else State.UNKNOWN
             return Snapshot(Status(state), [], outcome)
+        visit = hold.current()
+        if visit is not None and job in visit.prefetched:
+            return visit.prefetched[job]
         memo = compat.request_memo()
         if memo is not None and job in memo:
             return memo[job]

@@ -28,5 +28,16 @@ OVERDUE_SLACK = 0.5
 #: Attempts at a compare-and-set that races another writer (cancel vs. claim).
 CAS_ATTEMPTS = 3
 
+#: Seconds the first request of a job may wait for it (with ``hold``): short, because until it
+#: is answered the page cannot name the job (cancel clicks are matched by the gate meanwhile).
+HOLD_FIRST = 0.25
+#: A held request reads its job after 5 ms, then backs off to one read per 50 ms.
+HOLD_PAUSE_FIRST = 0.005
+HOLD_PAUSE_MAX = 0.05
+#: Held requests per process when the manager sets no ``hold_max``: on a threaded server
+#: (Flask, gunicorn gthread) each holds a thread, so few; on FastAPI/Quart a held request is cheap.
+HOLD_MAX_THREADED = 2
+HOLD_MAX_ASYNC = 64
+
 #: Set to 1 to log every hook call (name, arguments, result, time) to the ``bgcb.hooks`` logger on stderr.
 ENV_TRACE = "BGCB_TRACE_HOOKS"

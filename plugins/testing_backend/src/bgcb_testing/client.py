@@ -39,9 +39,18 @@ class Run:
 
     handles: dict[str, Any]
     polls: int = 0
+    #: HTTP requests the run took: the first one and every poll.
+    requests: int = 0
     progress: list[dict[str, Any]] = field(default_factory=list)
     side_updates: list[dict[str, Any]] = field(default_factory=list)
     final: Response | None = None
+
+    def record(self, body: dict[str, Any]) -> None:
+        """Keep what the renderer applies from any answer: progress and set_props."""
+        if body.get("progress"):
+            self.progress.append(body["progress"])
+        if body.get("sideUpdate"):
+            self.side_updates.append(body["sideUpdate"])
 
     @property
     def outputs(self) -> dict[str, Any] | None:
@@ -217,17 +226,32 @@ class DashClient:
         on_poll: Callable[[Run], None] | None = None,
         **kw: Any,
     ) -> Run:
-        """Start (unless ``handles`` are given) and poll until the job ends."""
-        run = Run(handles or self.start(outputs, inputs, state, **kw))
+        """Start (unless ``handles`` are given) and poll until the job ends, as the renderer does.
+
+        The first answer ends the run when it carries ``response`` or is not
+        a 200 (a manager that answers at once, e.g. ``bgcb.manager(hold=...)``).
+        """
+        if handles is None:
+            first = self.request(outputs, inputs, state, query=kw.pop("query", None), **kw)
+            body = first.body if isinstance(first.body, dict) else {}
+            run = Run(body)
+            run.requests = 1
+            if first.status != 200 or "response" in body:
+                run.record(body)
+                run.final = first
+                return run
+            if "job" not in body:
+                raise AssertionError(f"first request did not start a job: {first.status} {first.text[:500]}")
+            run.record(body)
+        else:
+            run = Run(handles)
         deadline = time.monotonic() + timeout
         while True:
             resp = self.poll(run.handles, outputs, inputs, state, **kw)
             run.polls += 1
+            run.requests += 1
             body = resp.body if isinstance(resp.body, dict) else {}
-            if body.get("progress"):
-                run.progress.append(body["progress"])
-            if body.get("sideUpdate"):
-                run.side_updates.append(body["sideUpdate"])
+            run.record(body)
             if resp.status != 200 or "response" in body:
                 run.final = resp
                 return run
