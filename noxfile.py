@@ -6,6 +6,7 @@ python3 -m pip install nox && python3 -m nox
 from __future__ import annotations
 
 import os
+import time
 
 import nox
 
@@ -60,11 +61,53 @@ def tests(session: nox.Session, dash: str) -> None:
     session.run("pytest", "tests/unit", "-q", *args)
     # the conformance kit on every installed backend, and its self-tests
     session.run("pytest", "tests/conformance", "-q", *args)
-    for backend in os.environ.get("BGCB_TEST_BACKENDS", ",".join(BACKENDS)).split(","):
-        for server in servers:
-            session.log(f"integration suite on backend {backend!r}, dash {dash}, server {server}")
-            session.run("pytest", "tests/integration", "-q", *args, env={"BGCB_BACKEND": backend, "BGCB_TEST_SERVER": server})
+    backends = os.environ.get("BGCB_TEST_BACKENDS", ",".join(BACKENDS)).split(",")
+    _integration(session, [{"BGCB_BACKEND": b, "BGCB_TEST_SERVER": s} for b in backends for s in servers], args)
     session.run("pytest", "tests/diskcache", "tests/browser", "-q", *args)
+
+
+#: Seconds of ``bgcb.manager(hold=...)`` for the suite's second pass ("0": the first pass, without it).
+HOLDS = ["0", "5"]
+
+
+def _integration(session: nox.Session, runs: list[dict[str, str]], args: list[str]) -> None:
+    """The integration suite once per run, with and without ``hold``, a few at a time.
+
+    Each run is its own process (the feature app reads its backend, server and
+    hold at import) with its own ports, queue directory and Redis; the suite
+    mostly waits on jobs and HTTP, so runs overlap well even on 2 cores.
+    ``BGCB_SUITE_JOBS`` sets how many run at once (1: one after another, output live).
+    """
+    import subprocess
+    import tempfile
+
+    runs = [{**run, "BGCB_TEST_HOLD": hold} for run in runs for hold in HOLDS]
+    jobs = max(1, int(os.environ.get("BGCB_SUITE_JOBS", "3")))
+    base = {**os.environ, "PATH": session.bin + os.pathsep + os.environ.get("PATH", "")}
+    if session.virtualenv.location:
+        base["VIRTUAL_ENV"] = session.virtualenv.location
+    command = ["pytest", "tests/integration", "-q", "-p", "no:cacheprovider", *args]
+    pending, running, failed = list(runs), [], []
+    while pending or running:
+        while pending and len(running) < jobs:
+            run = pending.pop(0)
+            out = tempfile.TemporaryFile()
+            running.append((run, out, subprocess.Popen(command, env={**base, **run}, stdout=out, stderr=subprocess.STDOUT)))
+        for item in list(running):
+            run, out, proc = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            out.seek(0)
+            label = " ".join(f"{k.removeprefix('BGCB_').removeprefix('TEST_').lower()}={v}" for k, v in run.items())
+            text = out.read().decode(errors="replace")
+            session.log(f"integration suite, {label}: {'passed' if proc.returncode == 0 else 'FAILED'}")
+            print(text if proc.returncode else text.strip().splitlines()[-1], flush=True)
+            if proc.returncode:
+                failed.append(label)
+        time.sleep(0.2)
+    if failed:
+        session.error("integration suite failed for: " + "; ".join(failed))
 
 
 def _rabbitmq_up() -> bool:
@@ -93,8 +136,7 @@ def celery(session: nox.Session, dash: str, stack: str) -> None:
     args = session.posargs or []
     session.run("pytest", "tests/celery", "-q", *args)
     env = {"BGCB_BACKEND": "celery"}
-    for server in servers:
-        session.run("pytest", "tests/integration", "-q", *args, env={**env, "BGCB_TEST_SERVER": server})
+    _integration(session, [{**env, "BGCB_TEST_SERVER": server} for server in servers], args)
     session.run("pytest", "tests/conformance/test_first_party.py", "-k", "Celery", "-q", *args, env=env)
     if _rabbitmq_up():
         session.run("pytest", "tests/integration", "-q", *args, env={**env, "BGCB_TEST_BROKER": "rabbitmq"})

@@ -218,7 +218,7 @@ def bgcb_manager_of(app: Any, payload: dict[str, Any] | None, manager_type: type
     if payload is None or not isinstance(payload.get("output"), str):
         return None
     spec = getattr(app, "callback_map", {}).get(payload["output"])
-    background = spec.get("background") if isinstance(spec, dict) else None
+    background = (spec.get("background") or spec.get("long")) if isinstance(spec, dict) else None  # 2.18: "long"
     if not background:
         return None
     manager = background.get("manager") or getattr(app, "_background_manager", None)

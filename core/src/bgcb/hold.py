@@ -23,7 +23,7 @@ import urllib.parse
 from collections.abc import Callable, Generator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, Union
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import _dash_compat as compat
 from . import defaults
@@ -133,13 +133,13 @@ class Reply(NamedTuple):
         return next((v for k, v in self.headers if k.lower() == name), None)
 
 
-Effect = Union[Call, Io]
+Effect = Call | Io
 Flow = Generator[Effect, Any, Reply]
 
 
 @dataclass
 class _HeldFirst:
-    end_id: str
+    end_id: str | None
     job: str
     cancel: list[Any]
     manager: DashManager
@@ -212,7 +212,7 @@ class Gate:
         if not visit.cached:
             # The page learns the job handle only from this answer; without a page
             # identity (endId, Dash 4.4+) a cancel click could not reach a held job.
-            if manager.hold <= 0 or not end_id:
+            if manager.hold <= 0 or (not end_id and first.get("cancel")):
                 return reply
             held = self._hold_first(end_id, visit.submitted, first.get("cancel"), manager)
             try:
@@ -230,7 +230,7 @@ class Gate:
         final = yield Call([(k, v) for k, v in query if k not in ("cacheKey", "job", "oldJob")] + handles, again)
         return with_handles(final, {k: first[k] for k in FIRST_KEYS if k in first})
 
-    def _hold_first(self, end_id: str, job: str, cancel: Any, manager: DashManager) -> _HeldFirst:
+    def _hold_first(self, end_id: str | None, job: str, cancel: Any, manager: DashManager) -> _HeldFirst:
         held = _HeldFirst(end_id, job, list(cancel or []), manager)
         with self._lock:
             self._firsts.append(held)

@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any
 
 from . import defaults
-from .hold import _VISIT, Call, Flow, Gate, Io, Query, Reply, Visit, encode_query, parse_query
+from .hold import _VISIT, Call, Flow, Gate, Query, Reply, Visit, encode_query, parse_query
 
 ENDPOINT = "/_dash-update-component"
 _installed = threading.Lock()
@@ -84,7 +84,7 @@ def run_sync(flow: Flow, call: Callable[[Query, Visit | None], Reply]) -> Reply:
         try:
             effect = flow.throw(failed) if failed is not None else flow.send(sent)
         except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+            return done.value
         sent, failed = None, None
         try:
             sent = call(effect.query, effect.visit) if isinstance(effect, Call) else effect.fn(*effect.args)
@@ -92,9 +92,7 @@ def run_sync(flow: Flow, call: Callable[[Query, Visit | None], Reply]) -> Reply:
             failed = exc
 
 
-async def run_async(
-    flow: Flow, call: Callable[[Query, Visit | None], Awaitable[Reply]], pool: ThreadPoolExecutor
-) -> Reply:
+async def run_async(flow: Flow, call: Callable[[Query, Visit | None], Awaitable[Reply]], pool: ThreadPoolExecutor) -> Reply:
     """Drive ``flow`` on the event loop; blocking effects go to ``pool``."""
     loop = asyncio.get_running_loop()
     sent: Any = None
@@ -103,7 +101,7 @@ async def run_async(
         try:
             effect = flow.throw(failed) if failed is not None else flow.send(sent)
         except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+            return done.value
         sent, failed = None, None
         try:
             if isinstance(effect, Call):
@@ -194,7 +192,7 @@ class ASGIGate:
             if not replayed:
                 replayed = True
                 return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()  # type: ignore[no-any-return]
+            return await receive()
 
         started: dict[str, Any] = {}
         parts: list[bytes] = []

@@ -1,0 +1,140 @@
+"""The gate's pure logic: splicing handles into an answer, bounded waits, cancel clicks
+matched to held first requests, and the effect driver. Servers and backends are in
+tests/integration/test_hold.py."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import pytest
+
+from bgcb import hold
+from bgcb.hold import Call, Gate, Holding, Io, Reply, with_handles
+from bgcb.jobs import Snapshot, State, Status
+from bgcb.serve import run_sync
+
+RUNNING = Snapshot(Status(State.RUNNING))
+DONE = Snapshot(Status(State.SUCCEEDED))
+
+
+def _reply(body: bytes, status: int = 200) -> Reply:
+    return Reply(status, "OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))], body)
+
+
+def test_with_handles_keeps_the_answer_and_adds_the_handles() -> None:
+    first = {"cacheKey": "k", "job": "j", "progressDefault": {"bar.value": "0"}}
+    merged = with_handles(_reply(b'{"multi":true,"response":{"out":{"children":"x"}}}'), first)
+    body = json.loads(merged.body)
+    assert body == {**first, "multi": True, "response": {"out": {"children": "x"}}}
+    assert merged.header("content-length") == str(len(merged.body))
+    assert json.loads(with_handles(_reply(b"{}"), first).body) == first
+
+
+def test_with_handles_leaves_no_update_errors_and_compressed_answers_alone() -> None:
+    for reply in (_reply(b"", 204), _reply(b'{"error": 1}', 500), Reply(200, "OK", [("Content-Encoding", "gzip")], b"\x1f")):
+        assert with_handles(reply, {"job": "j"}) is reply
+
+
+def test_news_means_ended_or_something_to_show() -> None:
+    assert not hold.news(RUNNING)
+    assert hold.news(DONE)
+    assert hold.news(Snapshot(Status(State.RUNNING), [{"type": "progress", "value": [1]}]))
+    assert hold.news(Snapshot(Status.unknown()))
+
+
+class Reads:
+    """A job's successive snapshots, as the backend would answer them."""
+
+    def __init__(self, *snaps: Snapshot) -> None:
+        self.snaps, self.count = list(snaps), 0
+
+    def __call__(self, job_id: str) -> Snapshot:
+        self.count += 1
+        return self.snaps.pop(0) if len(self.snaps) > 1 else self.snaps[0]
+
+
+def test_a_wait_ends_at_the_first_news() -> None:
+    reads = Reads(RUNNING, RUNNING, DONE)
+    assert Holding(reads).wait("j", 10.0, limit=1, snap=RUNNING) is DONE
+    assert reads.count == 3
+
+
+def test_a_wait_ends_when_stopped_or_out_of_time() -> None:
+    stop = threading.Event()
+    stop.set()
+    assert Holding(Reads(RUNNING)).wait("j", 10.0, limit=1, stop=stop).status.state is State.RUNNING
+    assert Holding(Reads(RUNNING)).wait("j", 0.02, limit=1, snap=RUNNING).status.state is State.RUNNING
+
+
+def test_waits_beyond_the_limit_answer_at_once() -> None:
+    gate, release = threading.Event(), threading.Event()
+
+    def slow(job_id: str) -> Snapshot:
+        gate.set()
+        release.wait(5)
+        return DONE
+
+    holding = Holding(slow)
+    waiter = threading.Thread(target=holding.wait, args=("a", 10.0, 1, None, RUNNING))
+    waiter.start()
+    assert gate.wait(5) and holding.held == 1
+    assert Holding.wait(holding, "b", 10.0, limit=1, snap=RUNNING) is RUNNING, "over the limit: no wait, no read"
+    release.set()
+    waiter.join(5)
+    assert holding.held == 0
+    assert holding.wait("c", 10.0, limit=0) is DONE, "limit 0 (a single-threaded server): one read, no wait"
+
+
+class _Manager:
+    def __init__(self) -> None:
+        self.cancelled: list[str] = []
+        self.backend = self
+        self.hold, self.hold_first, self.hold_max = 5.0, 0.25, None
+
+    def cancel(self, job: str) -> bool:
+        self.cancelled.append(job)
+        return True
+
+
+def test_a_click_on_a_cancel_input_reaches_the_held_first_request_of_its_page() -> None:
+    gate, manager = Gate(app=None, limit_default=2), _Manager()
+    pm = {"type": "stop", "index": 2}
+    held = gate._hold_first(
+        "page-1", "job-1", [{"id": "stop", "property": "n_clicks"}, {"id": pm, "property": "n_clicks"}], manager
+    )  # type: ignore[arg-type]
+    gate._hold_first("page-2", "job-2", [{"id": "stop", "property": "n_clicks"}], manager)  # type: ignore[arg-type]
+    click = {"output": "stop.id", "inputs": [[{"id": pm, "property": "n_clicks", "value": 1}]]}
+    effects = _effects(gate.flow([("endId", "page-1")], json.dumps(click).encode()))
+    assert manager.cancelled == ["job-1"] and held.stop.is_set()
+    assert isinstance(effects[-1], Call) and effects[-1].visit is None, "then Dash handles the click as usual"
+    other = {"output": "x.children", "inputs": [{"id": "go", "property": "n_clicks", "value": 1}]}
+    _effects(gate.flow([("endId", "page-1")], json.dumps(other).encode()))
+    assert manager.cancelled == ["job-1"], "other inputs cancel nothing"
+
+
+def _effects(flow: Any) -> list[Any]:
+    """Drive ``flow`` like run_sync, recording each effect; Dash answers ``{}``."""
+    seen: list[Any] = []
+    sent: Any = None
+    while True:
+        try:
+            effect = flow.send(sent)
+        except StopIteration:
+            return seen
+        seen.append(effect)
+        sent = effect.fn(*effect.args) if isinstance(effect, Io) else _reply(b"{}")
+
+
+def test_run_sync_throws_failures_into_the_flow() -> None:
+    def flow() -> Any:
+        try:
+            yield Io(lambda: 1 / 0, ())
+        except ZeroDivisionError:
+            reply = yield Call([("a", "1")], None)
+            return reply
+        pytest.fail("the failure did not reach the flow")
+
+    answered = run_sync(flow(), lambda query, visit: _reply(json.dumps(dict(query)).encode()))
+    assert json.loads(answered.body) == {"a": "1"}
