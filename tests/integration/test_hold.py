@@ -136,3 +136,17 @@ def test_a_held_request_leaves_the_server_free(client: DashClient, feature_app, 
     assert holding.held == 1, "both answered while the poll was still held"
     client.cancel(QUIET_CANCEL, handles["job"])
     thread.join(10)
+
+
+def test_firing_again_while_the_first_request_is_held_ends_the_held_job(client: DashClient, feature_app) -> None:
+    """What ``oldJob`` does for a job the page knows, the gate does for the one it does not know yet."""
+    if not client.end_id:
+        pytest.skip("Dash before 4.4: a first request with cancel inputs is not held")
+    holding = feature_app.manager.holding
+    thread, box = _in_thread(lambda: client.request(QUIET, [("quiet-btn", "n_clicks", 40)]))
+    _until(lambda: holding.held == 1, "the first request is held")
+    second = client.request(QUIET, [("quiet-btn", "n_clicks", 41)])
+    thread.join(10)
+    assert box["value"].status == 204, "the first job ended as cancelled"
+    assert second.status == 200 and "job" in second.body
+    client.cancel(QUIET_CANCEL, second.body["job"])

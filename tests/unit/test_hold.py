@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from bgcb import hold
-from bgcb.hold import Call, Gate, Holding, Io, Reply, with_handles
+from bgcb.gate import Gate, HeldFirst
+from bgcb.hold import Call, Holding, Io, Reply, with_handles
 from bgcb.jobs import Snapshot, State, Status
 from bgcb.serve import run_sync
 
@@ -92,6 +93,7 @@ class _Manager:
         self.cancelled: list[str] = []
         self.backend = self
         self.hold, self.hold_first, self.hold_max = 5.0, 0.25, None
+        self.on_retrigger = "cancel"
 
     def cancel(self, job: str) -> bool:
         self.cancelled.append(job)
@@ -101,10 +103,9 @@ class _Manager:
 def test_a_click_on_a_cancel_input_reaches_the_held_first_request_of_its_page() -> None:
     gate, manager = Gate(app=None, limit_default=2), _Manager()
     pm = {"type": "stop", "index": 2}
-    held = gate._hold_first(
-        "page-1", "job-1", [{"id": "stop", "property": "n_clicks"}, {"id": pm, "property": "n_clicks"}], manager
-    )  # type: ignore[arg-type]
-    gate._hold_first("page-2", "job-2", [{"id": "stop", "property": "n_clicks"}], manager)  # type: ignore[arg-type]
+    stops = [{"id": "stop", "property": "n_clicks"}, {"id": pm, "property": "n_clicks"}]
+    held = gate._hold_first(HeldFirst("page-1", "out.children", "job-1", stops, manager))  # type: ignore[arg-type]
+    gate._hold_first(HeldFirst("page-2", "out.children", "job-2", stops[:1], manager))  # type: ignore[arg-type]
     click = {"output": "stop.id", "inputs": [[{"id": pm, "property": "n_clicks", "value": 1}]]}
     effects = _effects(gate.flow([("endId", "page-1")], json.dumps(click).encode()))
     assert manager.cancelled == ["job-1"] and held.stop.is_set()
@@ -112,6 +113,19 @@ def test_a_click_on_a_cancel_input_reaches_the_held_first_request_of_its_page() 
     other = {"output": "x.children", "inputs": [{"id": "go", "property": "n_clicks", "value": 1}]}
     _effects(gate.flow([("endId", "page-1")], json.dumps(other).encode()))
     assert manager.cancelled == ["job-1"], "other inputs cancel nothing"
+    again = {"output": "out.children", "inputs": [{"id": "go", "property": "n_clicks", "value": 2}]}
+    _effects(gate.flow([("endId", "page-2")], json.dumps(again).encode()))
+    assert manager.cancelled == ["job-1", "job-2"], "the callback fired again on the same page ends its held job"
+
+
+def test_the_first_wait_stretches_for_callbacks_whose_jobs_end_quickly() -> None:
+    gate, manager = Gate(app=None, limit_default=2), _Manager()
+    assert gate.first_wait(manager, "out.children") == 0.25  # type: ignore[arg-type]
+    for took in (0.3, 0.32):
+        gate._learn("out.children", Snapshot(Status(State.SUCCEEDED, submitted_at=100.0, finished_at=100.0 + took)))
+    assert gate.first_wait(manager, "out.children") == pytest.approx(0.32 * 1.25 + 0.05)  # type: ignore[arg-type]
+    gate._learn("out.children", Snapshot(Status(State.SUCCEEDED, submitted_at=100.0, finished_at=101.2)))
+    assert gate.first_wait(manager, "out.children") == 0.25, "one slow run: back to hold_first"  # type: ignore[arg-type]
 
 
 def _effects(flow: Any) -> list[Any]:

@@ -31,6 +31,11 @@ CAS_ATTEMPTS = 3
 #: Seconds the first request of a job may wait for it (with ``hold``): short, because until it
 #: is answered the page cannot name the job (cancel clicks are matched by the gate meanwhile).
 HOLD_FIRST = 0.25
+#: ... stretched up to this when the callback's recent jobs (the last HOLD_RECENT) all ended
+#: within it (×1.25 + HOLD_FIRST_SLACK): a 0.3 s job is then seen in its first answer.
+HOLD_FIRST_STRETCH = 0.6
+HOLD_FIRST_SLACK = 0.05
+HOLD_RECENT = 8
 #: A held request reads its job after 5 ms, then backs off to one read per 50 ms.
 HOLD_PAUSE_FIRST = 0.005
 HOLD_PAUSE_MAX = 0.05

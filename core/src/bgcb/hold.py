@@ -10,8 +10,8 @@ one round trip instead of one interval.
 
 This module is the server-independent part: what a request is, when to wait,
 how to wait (:class:`Holding`, bounded per process) and how the first
-response is rewritten. :mod:`bgcb.serve` runs :meth:`Gate.flow` on WSGI
-(Flask) and ASGI (FastAPI, Quart) servers.
+response is rewritten. :mod:`bgcb.gate` decides a request's course and
+:mod:`bgcb.serve` runs it on WSGI (Flask) and ASGI (FastAPI, Quart) servers.
 """
 
 from __future__ import annotations
@@ -23,14 +23,10 @@ import urllib.parse
 from collections.abc import Callable, Generator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
-from . import _dash_compat as compat
 from . import defaults
 from .jobs import Snapshot
-
-if TYPE_CHECKING:
-    from .dash_manager import DashManager
 
 #: The keys of a first response the renderer needs to keep polling and to finish cleanly.
 FIRST_KEYS = ("cacheKey", "job", "cancel", "progressDefault")
@@ -137,118 +133,6 @@ Effect = Call | Io
 Flow = Generator[Effect, Any, Reply]
 
 
-@dataclass
-class _HeldFirst:
-    end_id: str | None
-    job: str
-    cancel: list[Any]
-    manager: DashManager
-    stop: threading.Event = field(default_factory=threading.Event)
-
-
-class Gate:
-    """One Dash app's callback requests, held where its bgcb manager asks for it.
-
-    ``limit_default`` is the bound on held requests when the manager sets no
-    ``hold_max``: a few on threaded servers (each held request keeps a
-    thread), many on async ones, none on single-threaded servers.
-    """
-
-    def __init__(self, app: Any, limit_default: int) -> None:
-        self.app = app
-        self.limit_default = limit_default
-        self._firsts: list[_HeldFirst] = []
-        self._lock = threading.Lock()
-
-    def flow(self, query: Query, body: bytes) -> Flow:
-        """The request's course: effects out (:class:`Call`, :class:`Io`), the reply back."""
-        payload = _json_object(body)
-        args = dict(query)
-        end_id = args.get("endId")
-        if end_id and payload is not None:
-            for held in self._cancelled_by(end_id, payload):
-                try:
-                    yield Io(held.manager.backend.cancel, (held.job,))
-                finally:
-                    held.stop.set()
-        manager = compat.bgcb_manager_of(self.app, payload, _manager_type())
-        if manager is None:
-            return (yield Call(query, None))
-        if args.get("cacheKey") and args.get("job"):
-            return (yield from self._poll(manager, query, args))
-        return (yield from self._first(manager, query, end_id))
-
-    def _limit(self, manager: DashManager) -> int:
-        return manager.hold_max if manager.hold_max is not None else self.limit_default
-
-    def _poll(self, manager: DashManager, query: Query, args: dict[str, str]) -> Flow:
-        visit = Visit()
-        try:
-            job, snap = yield Io(self._read, (manager, args))
-        except Exception:  # the store failed: Dash asks the manager, which reports it as usual
-            job = snap = None
-        if job is not None and snap is not None:
-            if manager.hold > 0 and not news(snap):
-                try:
-                    snap = yield Io(manager.holding.wait, (job, manager.hold, self._limit(manager), None, snap))
-                except Exception:
-                    pass  # keep what was read
-            visit.prefetched[job] = snap
-        return (yield Call(query, visit))
-
-    def _read(self, manager: DashManager, args: dict[str, str]) -> tuple[str | None, Snapshot | None]:
-        job = compat.verified_job(self.app, args)
-        if job is None or not manager.owns(job):
-            return None, None
-        return job, manager.backend.poll(job)
-
-    def _first(self, manager: DashManager, query: Query, end_id: str | None) -> Flow:
-        visit = Visit()
-        reply = yield Call(query, visit)
-        first = _json_object(reply.body) if reply.status == 200 and not reply.header("content-encoding") else None
-        if visit.submitted is None or first is None or "job" not in first or "cacheKey" not in first:
-            return reply
-        snap: Snapshot | None = None
-        if not visit.cached:
-            # The page learns the job handle only from this answer; without a page
-            # identity (endId, Dash 4.4+) a cancel click could not reach a held job.
-            if manager.hold <= 0 or (not end_id and first.get("cancel")):
-                return reply
-            held = self._hold_first(end_id, visit.submitted, first.get("cancel"), manager)
-            try:
-                seconds = min(manager.hold_first, manager.hold)
-                snap = yield Io(manager.holding.wait, (visit.submitted, seconds, self._limit(manager), held.stop))
-            except Exception:
-                return reply
-            finally:
-                with self._lock:
-                    self._firsts.remove(held)
-            if not news(snap):
-                return reply
-        again = Visit(prefetched={visit.submitted: snap} if snap is not None else {})
-        handles = [("cacheKey", first["cacheKey"]), ("job", first["job"])]
-        final = yield Call([(k, v) for k, v in query if k not in ("cacheKey", "job", "oldJob")] + handles, again)
-        return with_handles(final, {k: first[k] for k in FIRST_KEYS if k in first})
-
-    def _hold_first(self, end_id: str | None, job: str, cancel: Any, manager: DashManager) -> _HeldFirst:
-        held = _HeldFirst(end_id, job, list(cancel or []), manager)
-        with self._lock:
-            self._firsts.append(held)
-        return held
-
-    def _cancelled_by(self, end_id: str, payload: dict[str, Any]) -> list[_HeldFirst]:
-        """Held first requests of this page whose cancel inputs this request is a click on."""
-        with self._lock:
-            if not self._firsts:
-                return []
-            inputs = [(i.get("id"), i.get("property")) for i in _flat(payload.get("inputs")) if isinstance(i, dict)]
-            return [
-                h
-                for h in self._firsts
-                if h.end_id == end_id and any((c.get("id"), c.get("property")) in inputs for c in h.cancel if isinstance(c, dict))
-            ]
-
-
 def with_handles(reply: Reply, first: dict[str, Any]) -> Reply:
     """``reply`` (a poll's answer) carrying the first response's handles, so the renderer
     registers the job, keeps polling if it must, and resets progress when it ends."""
@@ -270,22 +154,9 @@ def encode_query(query: Query) -> str:
     return urllib.parse.urlencode(query)
 
 
-def _json_object(body: bytes) -> dict[str, Any] | None:
+def json_object(body: bytes) -> dict[str, Any] | None:
     try:
         value = json.loads(body) if body else None
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
-
-
-def _flat(items: Any) -> list[Any]:
-    out: list[Any] = []
-    for item in items or []:
-        out.extend(_flat(item) if isinstance(item, list) else [item])
-    return out
-
-
-def _manager_type() -> type:
-    from .dash_manager import DashManager
-
-    return DashManager

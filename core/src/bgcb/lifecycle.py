@@ -81,9 +81,7 @@ class Lifecycle:
         payload = dumps(job.to_json())
         job_id = new_job_id()
         data = Data(submitted_at=job.submitted_at, timeout=job.timeout)
-        self.hook.bgcb_enqueue(
-            job_id=job_id, job=payload, data=data.encode(), timeout=job.timeout, ttl=self.settings["job_ttl"]
-        )
+        self.hook.bgcb_enqueue(job_id=job_id, job=payload, data=data.encode(), timeout=job.timeout, ttl=self.settings["job_ttl"])
         observers.submitted(job_id, job)
         return job_id
 

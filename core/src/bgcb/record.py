@@ -71,9 +71,7 @@ class Data:
         return Data(self.submitted_at, self.started_at, time.time(), None, self.timeout, self.worker, outcome.to_json())
 
     def status(self, state: State, position: int | None = None) -> Status:
-        return Status(
-            state, position if state is State.QUEUED else None, self.submitted_at, self.started_at, self.finished_at
-        )
+        return Status(state, position if state is State.QUEUED else None, self.submitted_at, self.started_at, self.finished_at)
 
     @property
     def result(self) -> Outcome | None:

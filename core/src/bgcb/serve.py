@@ -1,4 +1,4 @@
-"""The gate on Dash's servers: :class:`bgcb.hold.Gate` as WSGI (Flask) and ASGI (FastAPI, Quart) middleware.
+"""The gate on Dash's servers: :class:`bgcb.gate.Gate` as WSGI (Flask) and ASGI (FastAPI, Quart) middleware.
 
 It wraps the server outermost, so that Dash sees each dispatch as an
 ordinary request: a held poll is dispatched once, after the wait, with the
@@ -20,7 +20,8 @@ from functools import partial
 from typing import Any
 
 from . import defaults
-from .hold import _VISIT, Call, Flow, Gate, Query, Reply, Visit, encode_query, parse_query
+from .gate import Gate
+from .hold import _VISIT, Call, Flow, Query, Reply, Visit, encode_query, parse_query
 
 ENDPOINT = "/_dash-update-component"
 _installed = threading.Lock()

@@ -1,0 +1,95 @@
+"""The app every side serves, built from the environment (gunicorn imports ``harness.app:server``).
+
+``BENCH_SIDE`` picks the manager: ``dash-diskcache`` and ``dash-celery`` (Dash's
+own managers), ``bgcb-diskcache`` and ``bgcb-celery``. ``BENCH_HOLD`` is
+bgcb's ``hold`` seconds, ``BENCH_REDIS_URL`` the Redis of the Celery sides,
+``BENCH_DIR`` the diskcache directory of the diskcache sides.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from dash import Dash, Input, Output, State, callback, html
+
+SIDE = os.environ.get("BENCH_SIDE", "bgcb-diskcache")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "")
+DIRECTORY = os.environ.get("BENCH_DIR", "")
+HOLD = float(os.environ.get("BENCH_HOLD") or 0)
+
+celery_app = None
+if SIDE == "dash-diskcache":
+    import diskcache
+    from dash import DiskcacheManager
+
+    store = diskcache.Cache(DIRECTORY)
+    manager = DiskcacheManager(store)
+    cache_manager = DiskcacheManager(store, cache_by=[lambda: "bench"], expire=3600)
+elif SIDE == "dash-celery":
+    from celery import Celery
+    from dash import CeleryManager
+
+    celery_app = Celery(__name__, broker=REDIS_URL, backend=REDIS_URL)
+    celery_app.conf.update(worker_prefetch_multiplier=1)
+    manager = CeleryManager(celery_app)
+    cache_manager = CeleryManager(celery_app, cache_by=[lambda: "bench"], expire=3600)
+else:
+    import bgcb
+
+    backend = SIDE.removeprefix("bgcb-")
+    options = (
+        {"broker_url": REDIS_URL, "result_url": REDIS_URL, "concurrency": 2}
+        if backend == "celery"
+        else {"directory": DIRECTORY, "workers": 2, "app": __name__}
+    )
+    manager = bgcb.manager(backend, hold=HOLD, **options)
+    cache_manager = bgcb.manager(backend, hold=HOLD, cache_by=[lambda: "bench"], expire=3600, **options)
+    if backend == "celery":
+        from bgcb_celery import celery_app_of
+
+        celery_app = celery_app_of(manager)
+
+app = Dash(__name__, background_callback_manager=manager)
+server = app.server
+app.layout = html.Div(
+    [
+        html.Button(id="go"),
+        html.Div(id="seconds"),
+        html.Div(id="out"),
+        html.Button(id="cache-go"),
+        html.Div(id="cache-key"),
+        html.Div(id="cache-out"),
+        html.Button(id="plain-go"),
+        html.Div(id="plain-out"),
+    ]
+)
+
+
+@callback(
+    Output("out", "children"), Input("go", "n_clicks"), State("seconds", "children"), background=True, prevent_initial_call=True
+)
+def job(n_clicks, seconds):
+    """Sleeps ``seconds``: the job whose click-to-visible time is measured."""
+    time.sleep(float(seconds or 0))
+    return n_clicks
+
+
+@callback(
+    Output("cache-out", "children"),
+    Input("cache-go", "n_clicks"),
+    State("cache-key", "children"),
+    background=True,
+    manager=cache_manager,
+    cache_args_to_ignore=[0],
+    prevent_initial_call=True,
+)
+def cached(n_clicks, key):
+    """Same ``key``, same cache entry: after the first run every click is a cache hit."""
+    return key
+
+
+@callback(Output("plain-out", "children"), Input("plain-go", "n_clicks"), prevent_initial_call=True)
+def plain(n_clicks):
+    """The floor: a plain callback, answered in the request."""
+    return n_clicks

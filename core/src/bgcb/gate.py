@@ -1,0 +1,180 @@
+"""The course of one callback request through the gate, for the app's bgcb managers.
+
+A poll: read its job off the event loop, wait (bounded) for news if the
+manager holds, then let Dash answer from that read. A first request: let
+Dash submit the job, wait up to the first wait for news, then let Dash answer
+the poll the renderer would have sent, carrying the first answer's handles.
+
+While a first request is held the page cannot name its job, so the gate
+itself ends such a job when the same page clicks one of its ``cancel``
+inputs or fires its callback again (what ``cancelJob``/``oldJob`` would do).
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import _dash_compat as compat
+from . import defaults
+from .hold import FIRST_KEYS, Call, Flow, Io, Query, Visit, json_object, news, with_handles
+from .jobs import Snapshot
+
+if TYPE_CHECKING:
+    from .dash_manager import DashManager
+
+
+@dataclass
+class HeldFirst:
+    """A first request being held: its page, callback, job and cancel inputs."""
+
+    end_id: str | None
+    output: str
+    job: str
+    cancel: list[Any]
+    manager: DashManager
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+class Gate:
+    """One Dash app's callback requests, held where its bgcb manager asks for it.
+
+    ``limit_default`` bounds held requests when the manager sets no
+    ``hold_max``: a few on threaded servers (each held request keeps a
+    thread), many on async ones, none on single-threaded servers.
+    """
+
+    def __init__(self, app: Any, limit_default: int) -> None:
+        self.app = app
+        self.limit_default = limit_default
+        self._firsts: list[HeldFirst] = []
+        self._lock = threading.Lock()
+        #: Seconds from submit to end of the last few jobs of each callback (by output id).
+        self._recent: dict[str, collections.deque[float]] = {}
+
+    def flow(self, query: Query, body: bytes) -> Flow:
+        """The request's course: effects out (:class:`Call`, :class:`Io`), the reply back."""
+        payload = json_object(body)
+        args = dict(query)
+        end_id = args.get("endId")
+        if end_id and payload is not None:
+            for held in self.ended_by(end_id, payload, first=not args.get("cacheKey")):
+                try:
+                    yield Io(held.manager.backend.cancel, (held.job,))
+                finally:
+                    held.stop.set()
+        manager = compat.bgcb_manager_of(self.app, payload, _manager_type())
+        if manager is None or payload is None:
+            return (yield Call(query, None))
+        if args.get("cacheKey") and args.get("job"):
+            return (yield from self._poll(manager, query, args, payload["output"]))
+        return (yield from self._first(manager, query, end_id, payload["output"]))
+
+    def _limit(self, manager: DashManager) -> int:
+        return manager.hold_max if manager.hold_max is not None else self.limit_default
+
+    def _poll(self, manager: DashManager, query: Query, args: dict[str, str], output: str) -> Flow:
+        visit = Visit()
+        try:
+            job, snap = yield Io(self._read, (manager, args))
+        except Exception:  # the store failed: Dash asks the manager, which reports it as usual
+            job = snap = None
+        if job is not None and snap is not None:
+            if manager.hold > 0 and not news(snap):
+                try:
+                    snap = yield Io(manager.holding.wait, (job, manager.hold, self._limit(manager), None, snap))
+                except Exception:
+                    pass  # keep what was read
+            self._learn(output, snap)
+            visit.prefetched[job] = snap
+        return (yield Call(query, visit))
+
+    def _read(self, manager: DashManager, args: dict[str, str]) -> tuple[str | None, Snapshot | None]:
+        job = compat.verified_job(self.app, args)
+        if job is None or not manager.owns(job):
+            return None, None
+        return job, manager.backend.poll(job)
+
+    def _first(self, manager: DashManager, query: Query, end_id: str | None, output: str) -> Flow:
+        visit = Visit()
+        reply = yield Call(query, visit)
+        first = json_object(reply.body) if reply.status == 200 and not reply.header("content-encoding") else None
+        if visit.submitted is None or first is None or "job" not in first or "cacheKey" not in first:
+            return reply
+        snap: Snapshot | None = None
+        if not visit.cached:
+            # Without a page identity (endId, Dash 4.4+) a cancel click could not reach a held job.
+            if manager.hold <= 0 or (not end_id and first.get("cancel")):
+                return reply
+            held = self._hold_first(HeldFirst(end_id, output, visit.submitted, list(first.get("cancel") or []), manager))
+            try:
+                seconds = self.first_wait(manager, output)
+                snap = yield Io(manager.holding.wait, (visit.submitted, seconds, self._limit(manager), held.stop))
+            except Exception:
+                return reply
+            finally:
+                with self._lock:
+                    self._firsts.remove(held)
+            self._learn(output, snap)
+            if not news(snap):
+                return reply
+        again = Visit(prefetched={visit.submitted: snap} if snap is not None else {})
+        handles = [("cacheKey", first["cacheKey"]), ("job", first["job"])]
+        final = yield Call([(k, v) for k, v in query if k not in ("cacheKey", "job", "oldJob")] + handles, again)
+        return with_handles(final, {k: first[k] for k in FIRST_KEYS if k in first})
+
+    def first_wait(self, manager: DashManager, output: str) -> float:
+        """``hold_first``, stretched up to :data:`~bgcb.defaults.HOLD_FIRST_STRETCH` when this
+        callback's recent jobs all ended within the stretch: those are then seen in one request."""
+        base = min(manager.hold_first, manager.hold)
+        recent = self._recent.get(output)
+        if recent:
+            expected = max(recent) * 1.25 + defaults.HOLD_FIRST_SLACK
+            if expected <= defaults.HOLD_FIRST_STRETCH:
+                return min(manager.hold, max(base, expected))
+        return base
+
+    def _learn(self, output: str, snap: Snapshot | None) -> None:
+        status = snap.status if snap is not None else None
+        if status is None or status.state.active or status.submitted_at is None or status.finished_at is None:
+            return
+        with self._lock:
+            recent = self._recent.setdefault(output, collections.deque(maxlen=defaults.HOLD_RECENT))
+            recent.append(max(0.0, status.finished_at - status.submitted_at))
+
+    def _hold_first(self, held: HeldFirst) -> HeldFirst:
+        with self._lock:
+            self._firsts.append(held)
+        return held
+
+    def ended_by(self, end_id: str, payload: dict[str, Any], first: bool) -> list[HeldFirst]:
+        """Held first requests of this page that this request ends: a click on one of
+        their cancel inputs, or (``first``) their callback fired again."""
+        with self._lock:
+            if not self._firsts:
+                return []
+            inputs = [(i.get("id"), i.get("property")) for i in _flat(payload.get("inputs")) if isinstance(i, dict)]
+            out = []
+            for held in self._firsts:
+                if held.end_id != end_id:
+                    continue
+                clicked = any((c.get("id"), c.get("property")) in inputs for c in held.cancel if isinstance(c, dict))
+                again = first and payload.get("output") == held.output and held.manager.on_retrigger == "cancel"
+                if clicked or again:
+                    out.append(held)
+            return out
+
+
+def _flat(items: Any) -> list[Any]:
+    out: list[Any] = []
+    for item in items or []:
+        out.extend(_flat(item) if isinstance(item, list) else [item])
+    return out
+
+
+def _manager_type() -> type:
+    from .dash_manager import DashManager
+
+    return DashManager
