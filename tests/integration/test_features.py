@@ -72,6 +72,28 @@ def test_one_backend_read_per_poll_on_this_server(client: DashClient, feature_ap
     assert run.polls and reads.count(job) == run.polls, (reads.count(job), run.polls)
 
 
+def test_no_backend_call_on_the_event_loop(client: DashClient, feature_app) -> None:
+    """On FastAPI and Quart, submitting and polling read and write the backend off the event loop."""
+    if feature_app.SERVER == "flask":
+        pytest.skip("Flask serves each request on a thread of its own")
+    backend = feature_app.manager.backend
+    threads: list[tuple[str, str]] = []
+    wanted = {"bgcb_enqueue", "bgcb_read"}
+    undo = backend.pm.add_hookcall_monitoring(
+        lambda name, impls, kw: threads.append((name, threading.current_thread().name)) if name in wanted else None,
+        lambda *a: None,
+    )
+    try:
+        run = client.run([("props-out", "children")], [("props-btn", "n_clicks", 5)])
+    finally:
+        undo()
+    assert run.output("props-out", "children") == "props done"
+    seen = {name for name, _ in threads}
+    assert "bgcb_enqueue" in seen and "bgcb_read" in seen
+    web = [(name, thread) for name, thread in threads if not thread.startswith(("bgcb-hold", "bgcb-testing"))]
+    assert not web, f"backend calls on the server's own threads: {web}"
+
+
 def test_cache_by_reuses_result_and_ignores_args(client: DashClient) -> None:
     outputs = [("cache-out", "children")]
 

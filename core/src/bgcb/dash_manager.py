@@ -133,6 +133,11 @@ class DashManager(compat.BaseManager):
             cache=caching,
             cache_expire=self.expire,
         )
+        if visit is not None and visit.defer:
+            queued = self.backend.prepare(job)
+            visit.queued.append((self.backend, queued))
+            visit.submitted = queued.job_id
+            return queued.job_id
         job_id = self.backend.submit(job)
         if visit is not None:
             visit.submitted = job_id

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _dash_compat as compat
 from . import defaults
-from .hold import FIRST_KEYS, Call, Flow, Io, Query, Visit, json_object, news, with_handles
+from .hold import FIRST_KEYS, Call, Flow, Io, Query, Reply, Visit, json_object, news, with_handles
 from .jobs import Snapshot
 
 if TYPE_CHECKING:
@@ -46,9 +46,11 @@ class Gate:
     thread), many on async ones, none on single-threaded servers.
     """
 
-    def __init__(self, app: Any, limit_default: int) -> None:
+    def __init__(self, app: Any, limit_default: int, defer: bool = False) -> None:
         self.app = app
         self.limit_default = limit_default
+        #: Queue new jobs off the event loop (async servers).
+        self.defer = defer
         self._firsts: list[HeldFirst] = []
         self._lock = threading.Lock()
         #: Seconds from submit to end of the last few jobs of each callback (by output id).
@@ -98,8 +100,13 @@ class Gate:
         return job, manager.backend.poll(job)
 
     def _first(self, manager: DashManager, query: Query, end_id: str | None, output: str) -> Flow:
-        visit = Visit()
+        visit = Visit(defer=self.defer)
         reply = yield Call(query, visit)
+        for backend, queued in visit.queued if reply.status == 200 else []:  # a failed answer names no job
+            try:
+                yield Io(backend.enqueue, (queued,))
+            except Exception as exc:  # as Dash answers a failed submit: an error, and no job
+                return Reply(500, "Internal Server Error", [("Content-Type", "text/plain")], f"{exc}".encode())
         first = json_object(reply.body) if reply.status == 200 and not reply.header("content-encoding") else None
         if visit.submitted is None or first is None or "job" not in first or "cacheKey" not in first:
             return reply

@@ -42,6 +42,9 @@ class Visit:
     #: The job the manager submitted in this request, and whether it answered from the cache.
     submitted: str | None = None
     cached: bool = False
+    #: Async servers: the manager only prepares the job; the gate queues it off the event loop.
+    defer: bool = False
+    queued: list[tuple[Any, Any]] = field(default_factory=list)
 
 
 _VISIT: ContextVar[Visit | None] = ContextVar("bgcb_visit", default=None)

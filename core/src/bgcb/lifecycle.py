@@ -20,7 +20,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import defaults, observers
 from .channel import StoreChannel
@@ -54,6 +54,15 @@ def timeout_outcome(seconds: float) -> Outcome:
     )
 
 
+class Queued(NamedTuple):
+    """A job ready to be queued: its id, and its JSON text and first data as stored."""
+
+    job_id: str
+    job: Job
+    payload: str
+    data: str
+
+
 class Lifecycle:
     """The core's view of one configured backend: jobs in, snapshots out.
 
@@ -78,12 +87,20 @@ class Lifecycle:
 
     def submit(self, job: Job) -> str:
         """Queue ``job``; return its new id. Raises TypeError when the job is not JSON data."""
-        payload = dumps(job.to_json())
-        job_id = new_job_id()
+        queued = self.prepare(job)
+        self.enqueue(queued)
+        return queued.job_id
+
+    def prepare(self, job: Job) -> Queued:
+        """Mint the id and encode ``job`` (no I/O): on async servers :meth:`enqueue` then runs off the event loop."""
         data = Data(submitted_at=job.submitted_at, timeout=job.timeout)
-        self.hook.bgcb_enqueue(job_id=job_id, job=payload, data=data.encode(), timeout=job.timeout, ttl=self.settings["job_ttl"])
-        observers.submitted(job_id, job)
-        return job_id
+        return Queued(new_job_id(), job, dumps(job.to_json()), data.encode())
+
+    def enqueue(self, queued: Queued) -> None:
+        """Store and queue a prepared job."""
+        job, ttl = queued.job, self.settings["job_ttl"]
+        self.hook.bgcb_enqueue(job_id=queued.job_id, job=queued.payload, data=queued.data, timeout=job.timeout, ttl=ttl)
+        observers.submitted(queued.job_id, job)
 
     def poll(self, job_id: str) -> Snapshot:
         """Everything one browser poll needs, in one backend read; delivers pending updates."""

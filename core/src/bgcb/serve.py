@@ -48,12 +48,12 @@ def install(app: Any) -> None:
     if server is None or getattr(server, "_bgcb_gate", False):
         return
     if hasattr(server, "asgi_app") and asyncio.iscoroutinefunction(server.asgi_app):  # Quart
-        server.asgi_app = ASGIGate(Gate(app, defaults.HOLD_MAX_ASYNC), server.asgi_app)
+        server.asgi_app = ASGIGate(Gate(app, defaults.HOLD_MAX_ASYNC, defer=True), server.asgi_app)
     elif hasattr(server, "wsgi_app"):  # Flask
         server.wsgi_app = WSGIGate(Gate(app, defaults.HOLD_MAX_THREADED), server.wsgi_app)
     elif hasattr(server, "build_middleware_stack"):  # Starlette/FastAPI: outside Dash's own middleware
         build = server.build_middleware_stack
-        gate = Gate(app, defaults.HOLD_MAX_ASYNC)
+        gate = Gate(app, defaults.HOLD_MAX_ASYNC, defer=True)
         server.build_middleware_stack = lambda: ASGIGate(gate, build())
     else:
         return
