@@ -52,11 +52,11 @@ else:
 
 app = Dash(__name__, background_callback_manager=manager)
 server = app.server
+#: One callback per job length, as an app has: each callback's jobs take about the same time.
+JOB_SECONDS = {"001": 0.01, "03": 0.3, "12": 1.2, "35": 3.5}
 app.layout = html.Div(
-    [
-        html.Button(id="go"),
-        html.Div(id="seconds"),
-        html.Div(id="out"),
+    [html.Div([html.Button(id=f"go-{name}"), html.Div(id=f"out-{name}")]) for name in JOB_SECONDS]
+    + [
         html.Button(id="cache-go"),
         html.Div(id="cache-key"),
         html.Div(id="cache-out"),
@@ -66,13 +66,20 @@ app.layout = html.Div(
 )
 
 
-@callback(
-    Output("out", "children"), Input("go", "n_clicks"), State("seconds", "children"), background=True, prevent_initial_call=True
-)
-def job(n_clicks, seconds):
-    """Sleeps ``seconds``: the job whose click-to-visible time is measured."""
-    time.sleep(float(seconds or 0))
-    return n_clicks
+def _job(seconds: float):
+    def job(n_clicks):
+        time.sleep(seconds)
+        return n_clicks
+
+    return job
+
+
+for _name, _seconds in JOB_SECONDS.items():
+    job = _job(_seconds)
+    job.__name__ = f"job_{_name}"  # Dash keys background callbacks by the function's source and id
+    callback(Output(f"out-{_name}", "children"), Input(f"go-{_name}", "n_clicks"), background=True, prevent_initial_call=True)(
+        job
+    )
 
 
 @callback(
