@@ -8,6 +8,7 @@ them in one run, and writes ``results/<phase>.json``, ``.md`` and ``.png``.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -15,13 +16,30 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from . import report, visible
-from .stack import BENCHMARKS, JOB_WORKERS, WEB_THREADS, WEB_WORKERS, Side, this_python
+from .context import Context
+from .stack import BENCHMARKS, JOB_WORKERS, WEB_THREADS, WEB_WORKERS, this_python
 
 RESULTS = BENCHMARKS / "results"
-#: bgcb's ``hold`` on the sides that use it: longer than the longest measured job.
-HOLD = 10.0
+#: The phases, in the order a run takes them. Each module has NAME, run(ctx) -> dict,
+#: table(result) -> (markdown, figures) and, optionally, chart(figures, path) -> bool.
+PHASE_NAMES = ["visible", "turnaround", "costs", "burst", "cpu", "scaling"]
+
+
+def _phases() -> dict[str, Any]:
+    """The phase modules that exist, by name."""
+    out: dict[str, Any] = {}
+    for name in PHASE_NAMES:
+        try:
+            out[name] = importlib.import_module(f"{__package__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}.{name}":
+                raise
+    return out
+
+
+PHASES = _phases()
 
 
 def _versions(python: str) -> dict[str, str]:
@@ -46,17 +64,10 @@ def _machine() -> dict[str, object]:
     }
 
 
-def sides(dash_python: str, smoke: bool) -> list[Side]:
-    me = this_python()
-    out = [Side("dash-diskcache", me), Side("bgcb-diskcache", me), Side("bgcb-diskcache", me, hold=HOLD)]
-    out += [Side("dash-celery", dash_python), Side("bgcb-celery", me), Side("bgcb-celery", me, hold=HOLD)]
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="every phase with tiny counts (< 2 minutes): the harness cannot rot")
-    parser.add_argument("--phases", default="visible", help="comma-separated: visible")
+    parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated, of: {', '.join(PHASES)}")
     parser.add_argument("--reps", type=int, default=None, help="repetitions per cell (default 10; 1 with --smoke)")
     parser.add_argument("--interval", type=float, default=1.0, help="the renderer's poll interval in seconds (Dash's default: 1)")
     parser.add_argument(
@@ -69,29 +80,31 @@ def main(argv: list[str] | None = None) -> int:
     reps = args.reps or (1 if args.smoke else 10)
     out = args.out / "smoke" if args.smoke else args.out
     out.mkdir(parents=True, exist_ok=True)
-    running = sides(args.dash_python, args.smoke)
+    chosen = [p.strip() for p in args.phases.split(",") if p.strip()]
+    unknown = [p for p in chosen if p not in PHASES]
+    if unknown:
+        parser.error(f"unknown phase(s) {', '.join(unknown)}; choose from {', '.join(PHASES)}")
     started = time.time()
     meta = {
         "machine": _machine(),
         "shape": f"gunicorn {WEB_WORKERS} workers x {WEB_THREADS} threads; {JOB_WORKERS} job workers per side",
         "versions": {"bgcb sides": _versions(this_python()), "dash-celery side": _versions(args.dash_python)},
     }
+    ctx = Context(args.dash_python, args.smoke, reps, args.interval, log=lambda line: print(line, flush=True))
     try:
-        for side in running:
-            print(f"starting {side.label}", flush=True)
-            side.start()
-        for phase in args.phases.split(","):
-            if phase != "visible":
-                parser.error(f"unknown phase {phase!r}")
-            result = visible.run(running, reps, args.interval)
-            table, figures = report.visible_table(result)
-            (out / "visible.json").write_text(json.dumps({**meta, **result, "figures": figures}, indent=1))
-            (out / "visible.md").write_text(table)
-            report.visible_chart(figures, out / "visible.png")
-            print(table)
+        for name in chosen:
+            phase = PHASES[name]
+            began = time.time()
+            result = phase.run(ctx)
+            table, figures = phase.table(result)
+            record = {**meta, "phase": name, "seconds": time.time() - began, **result, "figures": figures}
+            (out / f"{name}.json").write_text(json.dumps(record, indent=1))
+            (out / f"{name}.md").write_text(table)
+            if hasattr(phase, "chart"):
+                phase.chart(figures, out / f"{name}.png")
+            print(table, flush=True)
     finally:
-        for side in running:
-            side.stop()
+        ctx.stop()
     print(f"done in {time.time() - started:.0f} s; results in {out}")
     return 0
 

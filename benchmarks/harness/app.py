@@ -50,16 +50,27 @@ else:
 
         celery_app = celery_app_of(manager)
 
+#: ~N MB of live Python objects in each web process (``BENCH_BALLAST_MB``), like a data app's
+#: loaded frames: what a fork per job (Dash's DiskcacheManager) has to copy and collect.
+BALLAST_MB = int(os.environ.get("BENCH_BALLAST_MB") or 0)
+in_web = os.environ.get("BENCH_WEB") == "1" and not os.environ.get("BGCB_DISKCACHE_IN_POOL")
+ballast = [(float(i), str(i)) for i in range(BALLAST_MB * 6_000)] if BALLAST_MB and in_web else []
+
 app = Dash(__name__, background_callback_manager=manager)
 server = app.server
 #: One callback per job length, as an app has: each callback's jobs take about the same time.
-JOB_SECONDS = {"001": 0.01, "03": 0.3, "12": 1.2, "35": 3.5}
+#: ``go-<name>`` runs a job that sleeps that long and answers ``out-<name>`` with its n_clicks.
+JOB_SECONDS = {"000": 0.0, "005": 0.05, "001": 0.01, "03": 0.3, "12": 1.2, "35": 3.5}
+#: Seconds of CPU each ``cpu-go`` job burns (the CPU-bound burst).
+CPU_SECONDS = float(os.environ.get("BENCH_CPU_SECONDS") or 0.5)
 app.layout = html.Div(
     [html.Div([html.Button(id=f"go-{name}"), html.Div(id=f"out-{name}")]) for name in JOB_SECONDS]
     + [
         html.Button(id="cache-go"),
         html.Div(id="cache-key"),
         html.Div(id="cache-out"),
+        html.Button(id="cpu-go"),
+        html.Div(id="cpu-out"),
         html.Button(id="plain-go"),
         html.Div(id="plain-out"),
     ]
@@ -99,4 +110,14 @@ def cached(n_clicks, key):
 @callback(Output("plain-out", "children"), Input("plain-go", "n_clicks"), prevent_initial_call=True)
 def plain(n_clicks):
     """The floor: a plain callback, answered in the request."""
+    return n_clicks
+
+
+@callback(Output("cpu-out", "children"), Input("cpu-go", "n_clicks"), background=True, prevent_initial_call=True)
+def cpu(n_clicks):
+    """Burns CPU_SECONDS of CPU time: jobs that compete for the job workers' cores."""
+    end = time.process_time() + CPU_SECONDS
+    x = 0
+    while time.process_time() < end:
+        x += sum(range(1000))
     return n_clicks

@@ -86,6 +86,8 @@ class Side:
     python: str
     hold: float = 0.0
     label: str = ""
+    #: Extra environment for every process of the side (e.g. ``BENCH_BALLAST_MB``).
+    extra: dict[str, str] = field(default_factory=dict)
     procs: list[Proc] = field(default_factory=list)
     url: str = ""
     redis_url: str = ""
@@ -102,6 +104,7 @@ class Side:
         env = dict(os.environ, BENCH_SIDE=self.name, BENCH_HOLD=str(self.hold), BENCH_DIR=str(self.workdir / "store"))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCHMARKS), os.environ.get("PYTHONPATH")]))
         env["BENCH_REDIS_URL"] = self.redis_url
+        env.update(self.extra)
         env.pop("BGCB_BACKEND", None)
         return env
 
@@ -153,6 +156,8 @@ class Side:
                 self.python,
                 "-m",
                 "gunicorn",
+                "-e",
+                "BENCH_WEB=1",
                 "-w",
                 str(WEB_WORKERS),
                 "--threads",

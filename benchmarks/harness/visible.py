@@ -11,7 +11,7 @@ import itertools
 from typing import Any
 
 from .browser import Browser
-from .stack import Side
+from .context import Context
 
 #: Job lengths, by the name of the callback that sleeps that long (see harness/app.py).
 JOB_SECONDS = {"001": 0.01, "03": 0.3, "12": 1.2, "35": 3.5}
@@ -31,7 +31,11 @@ def cases() -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def run(sides: list[Side], reps: int, interval: float, log: Any = print) -> dict[str, Any]:
+NAME = "visible"
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    sides, reps, interval, log = ctx.standard(), ctx.reps, ctx.interval, ctx.log
     pages = {side.label: Browser(side.url, interval).load() for side in sides}
     counter = itertools.count(1)
     for side in sides:  # warm up: workers up, connections made, the cache entry written, each callback run once
@@ -65,3 +69,15 @@ def run(sides: list[Side], reps: int, interval: float, log: Any = print) -> dict
         "cases": samples,
         "floor": [{"seconds": c.seconds, "requests": c.requests, "ok": c.status == 200} for c in floor],
     }
+
+
+def table(result: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    from . import report
+
+    return report.visible_table(result)
+
+
+def chart(figures: dict[str, Any], path: Any) -> bool:
+    from . import report
+
+    return report.visible_chart(figures, path)
