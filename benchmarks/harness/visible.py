@@ -18,10 +18,12 @@ JOB_SECONDS = {"001": 0.01, "03": 0.3, "12": 1.2, "35": 3.5}
 CACHE_KEY = "bench-cache"
 
 
-def cases() -> list[tuple[str, dict[str, Any]]]:
+def cases(smoke: bool = False) -> list[tuple[str, dict[str, Any]]]:
     out: list[tuple[str, dict[str, Any]]] = [
         (f"{s:g} s job", {"button": f"go-{name}", "output": f"out-{name}", "state": []}) for name, s in JOB_SECONDS.items()
     ]
+    if smoke:  # the harness works: a quick job and a cache hit suffice
+        out = out[:1]
     out.append(
         (
             "cache hit",
@@ -40,13 +42,13 @@ def run(ctx: Context) -> dict[str, Any]:
     counter = itertools.count(1)
     for side in sides:  # warm up: workers up, connections made, the cache entry written, each callback run once
         page = pages[side.label]
-        for button, output, state in [(c["button"], c["output"], c["state"]) for _, c in cases()]:
+        for button, output, state in [(c["button"], c["output"], c["state"]) for _, c in cases(ctx.smoke)]:
             page.click(button, output, state, next(counter))
         page.click("cache-go", "cache-out", [("cache-key", "children", CACHE_KEY)], next(counter))
     samples: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for rep in range(reps):
         order = sides[rep % len(sides) :] + sides[: rep % len(sides)]
-        for name, case in cases():
+        for name, case in cases(ctx.smoke):
             for side in order:
                 n = next(counter)
                 click = pages[side.label].click(case["button"], case["output"], case["state"], n)
