@@ -26,7 +26,7 @@ CELERY_STACKS = {
     "newest": ["celery>=5.7", "kombu>=5.7", "redis>=8"],
 }
 #: Tools for tests/diskcache (real processes, gunicorn) and tests/browser.
-TEST_TOOLS = ["psutil", "gunicorn", "selenium"]
+TEST_TOOLS = ["psutil", "gunicorn", "selenium", "pytest-xdist"]
 #: Dash 4.4 serves apps on Flask, FastAPI (uvicorn) or Quart (hypercorn): the integration suite runs on each.
 SERVERS = ["flask", "fastapi", "quart"]
 SERVER_TOOLS = ["fastapi", "uvicorn", "quart", "hypercorn"]
@@ -61,7 +61,7 @@ def tests(session: nox.Session, dash: str) -> None:
     args = session.posargs or []
     session.run("pytest", "tests/unit", "-q", *args)
     # the conformance kit on every installed backend, and its self-tests
-    session.run("pytest", "tests/conformance", "-q", *args)
+    session.run("pytest", "tests/conformance", "-q", "-n", "4", *args)  # mostly waiting on workers: 4 at once
     backends = os.environ.get("BGCB_TEST_BACKENDS", ",".join(BACKENDS)).split(",")
     _integration(session, [{"BGCB_BACKEND": b, "BGCB_TEST_SERVER": s} for b in backends for s in servers], args)
     session.run("pytest", "tests/diskcache", "tests/browser", "-q", *args)

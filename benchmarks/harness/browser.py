@@ -1,6 +1,7 @@
 """A browser page as dash-renderer drives it: load the page, click, poll every ``interval``.
 
-One keep-alive connection per page, like a browser's. A click's time runs
+One keep-alive connection per page, like a browser's (or, with ``fresh=True``,
+a new connection for every request, closed after it). A click's time runs
 from sending the first request to receiving the answer that carries the
 callback's ``response`` (what the renderer then paints).
 """
@@ -30,15 +31,25 @@ class Click:
 
 
 class Browser:
-    def __init__(self, url: str, interval: float = 1.0, timeout: float = 120.0) -> None:
+    def __init__(self, url: str, interval: float = 1.0, timeout: float = 120.0, fresh: bool = False) -> None:
         parts = urllib.parse.urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.interval, self.timeout = interval, timeout
+        #: A new TCP connection per request (connect, send, read, close) instead of one kept alive.
+        self.fresh = fresh
         self.conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         self.end_id: str | None = None
 
     def _send(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
         headers = {"Content-Type": "application/json"} if body is not None else {}
+        if self.fresh:
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            try:
+                conn.request(method, path, body=body, headers={**headers, "Connection": "close"})
+                resp = conn.getresponse()
+                return resp.status, resp.read()
+            finally:
+                conn.close()
         for attempt in (1, 2):  # a keep-alive connection the server closed: reconnect once
             try:
                 self.conn.request(method, path, body=body, headers=headers)
