@@ -317,14 +317,18 @@ class TreeSampler(threading.Thread):
         }
 
 
-def settle(side: Side, baseline: int | None, timeout: float) -> int:
-    """Wait (up to ``timeout``) until the side's tree is back to ``baseline`` processes; returns the count."""
+def settle(side: Side, baseline: int | None, timeout: float, steady: float = 2.0) -> int:
+    """Wait until the side's tree is back to ``baseline`` processes, or its count has not moved for ``steady`` seconds
+    (a job process that never ends), or ``timeout``; returns the count."""
     roots = [proc.popen.pid for proc in side.procs]
     deadline = time.monotonic() + timeout
     procs, _ = tree_usage(roots)
-    while baseline is not None and procs > baseline and time.monotonic() < deadline:
+    changed = time.monotonic()
+    while baseline is not None and procs > baseline and time.monotonic() < min(deadline, changed + steady):
         time.sleep(0.2)
-        procs, _ = tree_usage(roots)
+        now, _ = tree_usage(roots)
+        if now != procs:
+            procs, changed = now, time.monotonic()
     return procs
 
 

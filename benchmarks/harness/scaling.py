@@ -24,45 +24,49 @@ from .context import Context, counts
 NAME = "scaling"
 INTERVAL = 0.05
 BUTTON, OUTPUT = "go-000", "out-000"
+#: What can go wrong with a click: a wrong value, a non-200 answer, no answer in time, an exception.
+KINDS = ("wrong", "non_200", "unanswered", "exception")
 
 
-def _browse(page: Browser, clicks, until: float, out: list[dict[str, Any]]) -> None:
-    """One browser: click, wait for the answer, click again, until ``until`` (perf_counter)."""
+def _browse(page: Browser, clicks, until: float, grace: float, out: list[dict[str, Any]]) -> None:
+    """One browser: click, wait for the answer, click again, until ``until`` (perf_counter).
+
+    A click still unanswered ``grace`` seconds after ``until`` is given up (a lost job).
+    """
     while time.perf_counter() < until:
         n = next(clicks)
         started = time.perf_counter()
+        page.timeout = max(grace, until + grace - started)  # Browser.click gives up after this many seconds
         try:
             click = page.click(BUTTON, OUTPUT, n_clicks=n)
-            ok = click.status == 200 and click.output(OUTPUT) == n
-            sample = {
-                "status": click.status,
-                "ok": ok,
-                "error": "" if ok else f"status {click.status} answer {click.output(OUTPUT)!r}",
-            }
+            answer = click.output(OUTPUT)
+            ok = click.status == 200 and answer == n
+            kind = "" if ok else "wrong" if click.status == 200 else "non_200"
+            sample = {"kind": kind, "error": "" if ok else f"status {click.status} answer {answer!r}"[:200]}
         except Exception as exc:  # a failing side is a result, not a crash
-            sample = {"status": 0, "ok": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
-        ended = time.perf_counter()
-        out.append({**sample, "start": started, "end": ended})
-        if not sample["ok"]:
+            kind = "unanswered" if "no answer after" in str(exc) else "exception"
+            sample = {"kind": kind, "error": f"{type(exc).__name__}: {exc}"[:200]}
+        out.append({**sample, "ok": not sample["kind"], "start": started, "end": time.perf_counter()})
+        if sample["kind"]:
             time.sleep(INTERVAL)  # no hot loop against a side that answers errors at once
 
 
-def level(url: str, browsers: int, warmup: float, window: float, clicks) -> dict[str, Any]:
+def level(url: str, browsers: int, warmup: float, window: float, grace: float, clicks) -> dict[str, Any]:
     """``browsers`` threads against ``url``: counts and latencies of the window after ``warmup``."""
-    timeout = window + warmup + 20
+    timeout = window + warmup + grace
     pages = [Browser(url, INTERVAL, timeout=timeout).load() for _ in range(browsers)]
     samples: list[list[dict[str, Any]]] = [[] for _ in pages]
     begin = time.perf_counter()
     window_start, window_end = begin + warmup, begin + warmup + window
     threads = [
-        threading.Thread(target=_browse, args=(page, clicks, window_end, out), daemon=True)
+        threading.Thread(target=_browse, args=(page, clicks, window_end, grace, out), daemon=True)
         for page, out in zip(pages, samples, strict=True)
     ]
     for thread in threads:
         thread.start()
     stuck = 0
     for thread in threads:
-        thread.join(max(0.1, window_end + timeout + 5 - time.perf_counter()))
+        thread.join(max(0.1, window_end + grace + 5 - time.perf_counter()))
         stuck += thread.is_alive()
     for page in pages:
         page.close()
@@ -78,9 +82,7 @@ def level(url: str, browsers: int, warmup: float, window: float, clicks) -> dict
         "jobs_per_s": len(done_in_window) / window,
         "clicks": len(measured),
         "latency_ms": [round(s * 1000, 2) for s in seconds],
-        "wrong": sum(1 for s in errors if s["status"] == 200),
-        "non_200": sum(1 for s in errors if s["status"] not in (0, 200)),
-        "exceptions": sum(1 for s in errors if s["status"] == 0),
+        **{kind: sum(1 for s in errors if s["kind"] == kind) for kind in KINDS},
         "warmup_errors": sum(1 for s in flat if s["start"] < window_start and not s["ok"]),
         "stuck_threads": stuck,
         "first_errors": sorted({s["error"] for s in errors})[:3],
@@ -91,13 +93,14 @@ def run(ctx: Context) -> dict[str, Any]:
     sides = ctx.standard(hold=False)
     levels = counts(ctx, [1, 8, 32, 64], [1, 4])
     warmup, window = counts(ctx, (1.0, 10.0), (0.5, 1.5))
+    grace = counts(ctx, 15.0, 3.0)  # how long past the window a click may still take before it counts as lost
     clicks = itertools.count(1)
     cells: dict[str, dict[str, Any]] = {side.label: {} for side in sides}
     for i, browsers in enumerate(levels):
         order = sides[i % len(sides) :] + sides[: i % len(sides)]
         for side in order:
             try:
-                cell = level(side.url, browsers, warmup, window, clicks)
+                cell = level(side.url, browsers, warmup, window, grace, clicks)
             except Exception as exc:  # e.g. the page does not load: record it, go on
                 cell = {"browsers": browsers, "failed": f"{type(exc).__name__}: {exc}"[:300]}
             cells[side.label][str(browsers)] = cell
@@ -106,10 +109,17 @@ def run(ctx: Context) -> dict[str, Any]:
                 + (
                     cell["failed"]
                     if "failed" in cell
-                    else f"{cell['jobs_per_s']:.1f} jobs/s, {len(cell['first_errors'])} error kinds"
+                    else f"{cell['jobs_per_s']:.1f} jobs/s, errors " + " / ".join(f"{k} {cell[k]}" for k in KINDS)
                 )
             )
-    return {"interval_ms": INTERVAL * 1000, "warmup_s": warmup, "window_s": window, "levels": levels, "cells": cells}
+    return {
+        "interval_ms": INTERVAL * 1000,
+        "warmup_s": warmup,
+        "window_s": window,
+        "grace_s": grace,
+        "levels": levels,
+        "cells": cells,
+    }
 
 
 def _p(values: list[float], q: float) -> float:
@@ -123,7 +133,8 @@ def table(result: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     lines = [
         f"Concurrent browsers, each clicking a no-op job (`go-000`) back to back at {result['interval_ms']:g} ms polls: "
         f"jobs answered per second in a {result['window_s']:g} s window after {result['warmup_s']:g} s of warm-up, and "
-        "click-to-answer latency (ms) of the clicks started in the window; errors = wrong value / non-200 / exceptions.",
+        "click-to-answer latency (ms) of the answered clicks started in the window; errors = wrong value / non-200 / "
+        f"no answer {result['grace_s']:g} s after the window (lost job) / exception.",
         "",
         "| browsers | side | jobs/s | vs Dash | median ms | p90 ms | jobs | errors |",
         "|---:|---|---:|---:|---:|---:|---:|---:|",
@@ -141,9 +152,8 @@ def table(result: dict[str, Any]) -> tuple[str, dict[str, Any]]:
                 "median_ms": statistics.median(lat) if lat else None,
                 "p90_ms": _p(lat, 0.9) if lat else None,
                 "jobs": cell["jobs"],
-                "wrong": cell["wrong"],
-                "non_200": cell["non_200"],
-                "exceptions": cell["exceptions"],
+                **{kind: cell[kind] for kind in KINDS},
+                "warmup_errors": cell["warmup_errors"],
             }
     for browsers in [str(n) for n in result["levels"]]:
         for label, stats in figures["sides"].items():
@@ -161,7 +171,7 @@ def table(result: dict[str, Any]) -> tuple[str, dict[str, Any]]:
             def ms(v: float | None) -> str:
                 return "—" if v is None else f"{v:.0f}"
 
-            errors = f"{s['wrong']} / {s['non_200']} / {s['exceptions']}"
+            errors = " / ".join(str(s[kind]) for kind in KINDS)
             cells = [
                 browsers,
                 label,
