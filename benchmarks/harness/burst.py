@@ -27,7 +27,7 @@ NAME = "burst"
 CONNECTIONS = 32
 #: (jobs, callback name): go-000 answers at once, go-005 sleeps 50 ms (harness/app.py).
 BURSTS = [(300, "000"), (300, "005"), (900, "000"), (900, "005")]
-SMOKE_BURSTS = [(10, "000"), (10, "005")]
+SMOKE_BURSTS = [(5, "000"), (5, "005")]
 JOB_LABEL = {"000": "no-op", "005": "50 ms"}
 
 
@@ -45,7 +45,7 @@ def run(ctx: Context) -> dict[str, Any]:
         burst = f"{size} x {JOB_LABEL[name]}"
         order = sides[i % len(sides) :] + sides[: i % len(sides)]
         for side in order:
-            load.settle(side, idle[side.label], counts(ctx, 20.0, 5.0))  # the last burst's processes gone
+            load.settle(side, idle[side.label], counts(ctx, 20.0, 1.0))  # the last burst's processes gone
             jobs = [load.Job(next(clicks), f"go-{name}", f"out-{name}") for _ in range(size)]
             try:
                 timing = load.run_jobs(side, jobs, CONNECTIONS, deadline_s)

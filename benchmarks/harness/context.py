@@ -42,8 +42,11 @@ class Context:
         return out
 
     def stop(self) -> None:
-        for side in self.started.values():
-            side.stop()
+        """Stop every side, all at once (each may take seconds to shut down gracefully)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max(1, len(self.started))) as pool:
+            list(pool.map(Side.stop, self.started.values()))
         self.started.clear()
 
 

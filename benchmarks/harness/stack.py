@@ -57,7 +57,7 @@ class Proc:
     def stop(self) -> None:
         if not self.alive():
             return
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
             try:
                 os.killpg(self.popen.pid, sig)
             except ProcessLookupError:
