@@ -21,7 +21,7 @@ from typing import Any
 
 from . import floors, report
 from .browser import Browser
-from .context import Context, counts
+from .context import HOLD, Context, counts
 from .stack import Side
 
 NAME = "turnaround"
@@ -113,17 +113,23 @@ def run(ctx: Context) -> dict[str, Any]:
     # the ballast cell: web processes holding ~ballast_mb MB of live objects
     measuring = time.perf_counter() - began
     started = time.perf_counter()
-    names = ["dash-diskcache", "bgcb-diskcache", "dash-celery", "bgcb-celery"]
-    new = [name for name in names if f"{name} {ballast_mb}MB" not in ctx.started]
-    heavy = [ctx.side(name, extra={"BENCH_BALLAST_MB": str(ballast_mb)}, label=f"{name} {ballast_mb}MB") for name in names]
+    names = [
+        (n, h)
+        for n in ("dash-diskcache", "bgcb-diskcache", "dash-celery", "bgcb-celery")
+        for h in (0.0, HOLD)
+        if h == 0 or n[:4] == "bgcb"
+    ]
+    labels = {(n, h): f"{n}{f' hold={h:g}' if h else ''} {ballast_mb}MB" for n, h in names}
+    new = [labels[key] for key in names if labels[key] not in ctx.started]
+    extra = {"BENCH_BALLAST_MB": str(ballast_mb)}
+    heavy = [ctx.side(n, hold=h, extra=extra, label=labels[(n, h)]) for n, h in names]
     startup += time.perf_counter() - started
     began = time.perf_counter()
     ballast_cell = f"10 ms, keep-alive, {ballast_mb} MB app"
     samples.update(_measure([(ballast_cell, BALLAST_INTERVAL, False)], heavy, jobs, warmup, counter, log))
     plain.update(_plain(heavy, [False], jobs, warmup, counter))
     measuring += time.perf_counter() - began
-    for name in new:  # ~1 GB each: free it for the phases that follow (a later phase that wants them restarts them)
-        label = f"{name} {ballast_mb}MB"
+    for label in new:  # ~1 GB each: free it for the phases that follow (a later phase that wants them restarts them)
         ctx.started.pop(label).stop()
     log(f"turnaround: measured in {measuring:.1f} s (plus {startup:.1f} s starting sides)")
     return {
@@ -196,13 +202,13 @@ def table(result: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 def _targets(cell: str, figures: dict[str, Any], mb: int) -> str:
     stats = figures["cells"].get(cell, {})
     out = []
-    for kind, target in TARGETS.items():
-        ratio = next((s["vs_dash"] for label, s in stats.items() if label.startswith("bgcb-") and _kind(label) == kind), None)
-        if ratio is None:
+    for label, stat in stats.items():
+        ratio, target = stat.get("vs_dash"), TARGETS[_kind(label)]
+        if not label.startswith("bgcb-") or ratio is None:
             continue
         verdict = "met" if ratio <= target else "NOT met"
-        out.append(f"bgcb-{kind} / Dash = {ratio:.3f} (target <= {target:g}: {verdict})")
-        figures.setdefault("targets", {})[kind] = {"ratio": ratio, "target": target, "met": ratio <= target}
+        out.append(f"{_series(label)} / Dash = {ratio:.3f} (target <= {target:g}: {verdict})")
+        figures.setdefault("targets", {})[_series(label)] = {"ratio": ratio, "target": target, "met": ratio <= target}
     if not out:
         return ""
     note = "" if mb == 600 else " (the targets are for a 600 MB app: indicative only)"

@@ -242,3 +242,11 @@ def current_server() -> Any:
     """The Flask app serving the current request (Dash 2.18's fallback for installing the gate), or None."""
     flask = _flask_request()
     return flask.current_app._get_current_object() if flask is not None else None
+
+
+def current_app() -> Any:
+    """The Dash app of this process (``dash.get_app()``), or None before one exists."""
+    try:
+        return dash.get_app()
+    except Exception:
+        return None

@@ -86,7 +86,7 @@ class Holding:
 
         Beyond ``limit`` waiting requests it reads once and returns: the
         browser falls back to plain polling instead of queueing on the server.
-        Reads back off from 5 ms to 50 ms, so a job's end is seen within ~50 ms.
+        Reads back off from 1 ms to 50 ms (doubling), so a job's end is seen within ~50 ms.
         """
         if seconds <= 0 or not self._enter(limit):
             return snap if snap is not None else self._poll(job_id)

@@ -67,13 +67,8 @@ def install_here() -> None:
     server = compat.current_server()
     if server is None or getattr(server, "_bgcb_gate", False):
         return
-    import dash
-
-    try:
-        app = dash.get_app()
-    except Exception:
-        return
-    if getattr(app, "server", None) is server:
+    app = compat.current_app()
+    if app is not None and getattr(app, "server", None) is server:
         install(app)
 
 
