@@ -60,24 +60,34 @@ def news(snap: Snapshot) -> bool:
     return not snap.status.state.active or bool(snap.updates)
 
 
+_held_lock = threading.Lock()
+_held = 0
+
+
 class Holding:
-    """Bounded waits on one backend: at most ``limit`` requests of this process wait at once."""
+    """Bounded waits on one backend. The bound is per process: a request waits only while
+    fewer than its ``limit`` requests of this process (of every manager) are waiting."""
 
     def __init__(self, poll: Callable[[str], Snapshot]) -> None:
         self._poll = poll
-        self._lock = threading.Lock()
-        self.held = 0
+
+    @property
+    def held(self) -> int:
+        """Requests of this process waiting now."""
+        return _held
 
     def _enter(self, limit: int) -> bool:
-        with self._lock:
-            if self.held >= limit:
+        global _held
+        with _held_lock:
+            if _held >= limit:
                 return False
-            self.held += 1
+            _held += 1
             return True
 
     def _leave(self) -> None:
-        with self._lock:
-            self.held -= 1
+        global _held
+        with _held_lock:
+            _held -= 1
 
     def wait(
         self, job_id: str, seconds: float, limit: int, stop: threading.Event | None = None, snap: Snapshot | None = None
