@@ -118,10 +118,17 @@ class DashManager(compat.BaseManager):
         if not self._gate_by_hook:
             serve.install_here()
         visit = hold.current()
+        handle = self._start(key, job_fn, args, context, visit)
+        if visit is not None:  # the gate answering this request learns what was started
+            visit.submitted = handle
+        return handle
+
+    def _start(self, key: str, job_fn: _JobFn, args: Any, context: dict[str, Any], visit: hold.Visit | None) -> str:
+        """A cached result's handle, or a new job's id (only prepared when the gate queues it off the event loop)."""
         caching = self.cache_by is not None
         if caching and self.backend.cached(key) is not None:
             if visit is not None:
-                visit.submitted, visit.cached = CACHED_HANDLE + key[:16], True
+                visit.cached = True
             return CACHED_HANDLE + key[:16]
         job = Job(
             callback=job_fn.key,
@@ -136,12 +143,8 @@ class DashManager(compat.BaseManager):
         if visit is not None and visit.defer:
             queued = self.backend.prepare(job)
             visit.queued.append((self.backend, queued))
-            visit.submitted = queued.job_id
             return queued.job_id
-        job_id = self.backend.submit(job)
-        if visit is not None:
-            visit.submitted = job_id
-        return job_id
+        return self.backend.submit(job)
 
     def owns(self, job: str) -> bool:
         """Whether ``job`` is a handle of a job this manager submitted (not a cache hit)."""
