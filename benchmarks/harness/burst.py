@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import load
+from . import load, report
 from .context import Context, counts
 
 NAME = "burst"
@@ -124,30 +124,18 @@ def table(result: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 def chart(figures: dict[str, Any], path: Path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
     bursts = list(figures)
     labels = list(dict.fromkeys(label for sides in figures.values() for label in sides))
-    width = 0.8 / max(1, len(labels))
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    for i, label in enumerate(labels):
-        xs = [x + i * width for x in range(len(bursts))]
-        rows = [figures[b].get(label, {}) for b in bursts]
-        ax.bar(xs, [r.get("jobs_per_s") or 0 for r in rows], width, label=label)
-        for x, r in zip(xs, rows, strict=True):
-            bad = (r.get("lost") or 0) + (r.get("wrong") or 0) + (r.get("empty") or 0)
-            if bad:
-                ax.annotate(f"{bad} bad", (x, r.get("jobs_per_s") or 0), ha="center", va="bottom", fontsize=7, color="red")
-    ax.set_xticks([x + width * (len(labels) - 1) / 2 for x in range(len(bursts))], bursts)
-    ax.set_ylabel("jobs answered correctly per second")
-    ax.set_title("Bursts: throughput (red: jobs lost, wrong or empty)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+
+    def draw(ax: Any) -> None:
+        rows = {label: [figures[b].get(label, {}) for b in bursts] for label in labels}
+        series = {label: [r.get("jobs_per_s") or 0 for r in rows[label]] for label in labels}
+        for xs, label in zip(report.grouped_bars(ax, bursts, series), labels, strict=True):
+            for x, r in zip(xs, rows[label], strict=True):
+                bad = (r.get("lost") or 0) + (r.get("wrong") or 0) + (r.get("empty") or 0)
+                if bad:
+                    ax.annotate(f"{bad} bad", (x, r.get("jobs_per_s") or 0), ha="center", va="bottom", fontsize=7, color="red")
+        ax.set_ylabel("jobs answered correctly per second")
+        ax.set_title("Bursts: throughput (red: jobs lost, wrong or empty)")
+
+    return report.plot(path, draw)

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import report
 from .browser import Browser
 from .context import Context, counts
 from .stack import Side
@@ -255,28 +256,21 @@ def table(result: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 def chart(figures: dict[str, Any], path: Path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
     sides = {k: v for k, v in figures["sides"].items() if "failed" not in v}
     if not sides:
         return False
     labels = list(sides)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
-    left.bar(labels, [sides[k]["cpu_ms_per_job"] for k in labels], color="tab:blue")
-    left.set_ylabel("web CPU ms per no-op job")
-    left.set_title("Web-process CPU per job")
-    celery = [k for k in labels if sides[k]["redis_per_job"] is not None]
-    right.bar(celery, [sides[k]["redis_per_job"] for k in celery], color="tab:red")
-    right.set_ylabel("Redis commands per no-op job")
-    right.set_title("Redis commands per job (Celery sides)")
-    for ax in (left, right):
-        ax.tick_params(axis="x", labelrotation=20, labelsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+
+    def draw(axes: Any) -> None:
+        left, right = axes
+        left.bar(labels, [sides[k]["cpu_ms_per_job"] for k in labels], color="tab:blue")
+        left.set_ylabel("web CPU ms per no-op job")
+        left.set_title("Web-process CPU per job")
+        celery = [k for k in labels if sides[k]["redis_per_job"] is not None]
+        right.bar(celery, [sides[k]["redis_per_job"] for k in celery], color="tab:red")
+        right.set_ylabel("Redis commands per no-op job")
+        right.set_title("Redis commands per job (Celery sides)")
+        for ax in (left, right):
+            ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+
+    return report.plot(path, draw, size=(11, 4.5), panels=2)

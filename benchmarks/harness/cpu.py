@@ -21,9 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import load
+from . import load, report
 from .context import Context, counts
-from .report import dash_side_of
 from .stack import JOB_WORKERS
 
 NAME = "cpu"
@@ -92,7 +91,7 @@ def table(result: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     keep = ("jobs", "ok", "lost", "wrong", "empty", "mean_s", "first_s", "last_s", "inversions", "inversions_apart")
     figures: dict[str, Any] = {label: {k: r.get(k) for k in keep} for label, r in sides.items()}
     for label, r in figures.items():
-        base = figures.get(dash_side_of(label))
+        base = figures.get(report.dash_side_of(label))
         ok = not label.startswith("dash") and base and base["mean_s"] and r["mean_s"] is not None
         r["vs_dash"] = r["mean_s"] / base["mean_s"] if ok else None
 
@@ -125,25 +124,17 @@ def table(result: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 def chart(figures: dict[str, Any], path: Path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
     labels = list(figures)
     xs = range(len(labels))
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    ax.bar([x - 0.2 for x in xs], [figures[k]["mean_s"] or 0 for k in labels], 0.4, label="mean completion")
-    ax.bar([x + 0.2 for x in xs], [figures[k]["first_s"] or 0 for k in labels], 0.4, label="first completion")
-    for x, label in zip(xs, labels, strict=True):
-        ax.annotate(f"{figures[label]['inversions']} inv.", (x, 0), ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(list(xs), labels)
-    ax.set_ylabel("seconds")
-    ax.set_title("CPU-bound jobs at once on 2 job workers")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+
+    def draw(ax: Any) -> None:
+        ax.bar([x - 0.2 for x in xs], [figures[k]["mean_s"] or 0 for k in labels], 0.4, label="mean completion")
+        ax.bar([x + 0.2 for x in xs], [figures[k]["first_s"] or 0 for k in labels], 0.4, label="first completion")
+        for x, label in zip(xs, labels, strict=True):
+            ax.annotate(f"{figures[label]['inversions']} inv.", (x, 0), ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(list(xs), labels)
+        ax.set_ylabel("seconds")
+        ax.set_title("CPU-bound jobs at once on 2 job workers")
+        ax.legend(fontsize=8)
+
+    return report.plot(path, draw, size=(8, 4.5))

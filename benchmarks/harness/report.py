@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,8 @@ def visible_table(result: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return "\n".join(lines) + "\n", figures
 
 
-def visible_chart(figures: dict[str, Any], path: Path) -> bool:
+def plot(path: Path, draw: Callable[[Any], bool | None], size: tuple[float, float] = (10, 4.5), panels: int = 1) -> bool:
+    """Draw a chart with matplotlib (Agg) into ``path``; False when matplotlib is missing or ``draw`` returns False."""
     try:
         import matplotlib
 
@@ -58,18 +60,42 @@ def visible_chart(figures: dict[str, Any], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
+    fig, axes = plt.subplots(1, panels, figsize=size)
+    try:
+        if draw(axes) is False:
+            return False
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        return True
+    finally:
+        plt.close(fig)
+
+
+def grouped_bars(
+    ax: Any, groups: list[str], series: dict[str, list[float | None]], tick_size: float | None = None
+) -> list[list[float]]:
+    """Each series' bars side by side within each group (None: no bar), with a legend; returns each series' x positions."""
+    width = 0.8 / max(1, len(series))
+    positions = []
+    for i, (name, values) in enumerate(series.items()):
+        xs = [x + i * width for x in range(len(groups))]
+        kept = [(x, v) for x, v in zip(xs, values, strict=True) if v is not None]
+        ax.bar([x for x, _ in kept], [v for _, v in kept], width, label=name)
+        positions.append(xs)
+    ax.set_xticks([x + width * (len(series) - 1) / 2 for x in range(len(groups))], groups, fontsize=tick_size)
+    ax.legend(fontsize=8)
+    return positions
+
+
+def visible_chart(figures: dict[str, Any], path: Path) -> bool:
     cases = list(figures["cases"])
     labels = sorted({label for stats in figures["cases"].values() for label in stats})
-    width = 0.8 / max(1, len(labels))
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    for i, label in enumerate(labels):
-        values = [figures["cases"][c].get(label, {}).get("median_ms", 0) for c in cases]
-        ax.bar([x + i * width for x in range(len(cases))], values, width, label=label)
-    ax.set_xticks([x + width * (len(labels) - 1) / 2 for x in range(len(cases))], cases)
-    ax.set_ylabel("click to visible, median (ms)")
-    ax.set_title("Results on screen at the renderer's default interval (1000 ms)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+
+    def draw(ax: Any) -> None:
+        grouped_bars(
+            ax, cases, {label: [figures["cases"][c].get(label, {}).get("median_ms", 0) for c in cases] for label in labels}
+        )
+        ax.set_ylabel("click to visible, median (ms)")
+        ax.set_title("Results on screen at the renderer's default interval (1000 ms)")
+
+    return plot(path, draw)

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import report
 from .browser import Browser
 from .context import Context, counts
 
@@ -187,26 +188,14 @@ def table(result: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 def chart(figures: dict[str, Any], path: Path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
     levels = [str(n) for n in figures["levels"]]
-    labels = list(figures["sides"])
-    width = 0.8 / max(1, len(labels))
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    for i, label in enumerate(labels):
-        values = [figures["sides"][label].get(n, {}).get("jobs_per_s", 0) or 0 for n in levels]
-        ax.bar([x + i * width for x in range(len(levels))], values, width, label=label)
-    ax.set_xticks([x + width * (len(labels) - 1) / 2 for x in range(len(levels))], levels)
-    ax.set_xlabel("concurrent browsers")
-    ax.set_ylabel("no-op jobs answered per second")
-    ax.set_title("Throughput under concurrent browsers (50 ms polls)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    sides = figures["sides"]
+
+    def draw(ax: Any) -> None:
+        series = {label: [sides[label].get(n, {}).get("jobs_per_s", 0) or 0 for n in levels] for label in sides}
+        report.grouped_bars(ax, levels, series)
+        ax.set_xlabel("concurrent browsers")
+        ax.set_ylabel("no-op jobs answered per second")
+        ax.set_title("Throughput under concurrent browsers (50 ms polls)")
+
+    return report.plot(path, draw)

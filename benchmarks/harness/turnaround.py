@@ -233,25 +233,12 @@ def _chart_data(cells: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def chart(figures: dict[str, Any], path: Path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
     cells, series = figures["chart"]["cells"], figures["chart"]["series"]
-    width = 0.8 / max(1, len(series))
-    fig, ax = plt.subplots(figsize=(11, 4.8))
-    for i, (name, values) in enumerate(series.items()):
-        xs = [x + i * width for x, v in enumerate(values) if v is not None]
-        ax.bar(xs, [v for v in values if v is not None], width, label=name)
-    ax.set_xticks([x + width * (len(series) - 1) / 2 for x in range(len(cells))], cells, fontsize=8)
-    ax.set_yscale("log")
-    ax.set_ylabel("click to answer, median (ms, log scale)")
-    ax.set_title("No-op background callback turnaround")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+
+    def draw(ax: Any) -> None:
+        report.grouped_bars(ax, cells, series, tick_size=8)
+        ax.set_yscale("log")
+        ax.set_ylabel("click to answer, median (ms, log scale)")
+        ax.set_title("No-op background callback turnaround")
+
+    return report.plot(path, draw, size=(11, 4.8))
