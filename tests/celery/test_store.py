@@ -8,6 +8,7 @@ Redis outage, a job returned to the queue when Redis is gone at claim).
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,18 +21,19 @@ from harness import free_port, start_redis
 from bgcb.jobs import Job
 from bgcb.provider import Backend, load
 from bgcb_celery import TASK_NAME, StoreUnavailable
-from bgcb_celery.store import Keys
 from bgcb_testing.server import wait_for
 
 
 class FakeCelery:
-    """Records send_task and revoke calls instead of talking to a broker."""
+    """Records send_task and revoke calls instead of talking to a broker; with ``broker`` (a Redis
+    client) it also pushes a message naming the task id on the queue's list, as kombu does."""
 
-    def __init__(self) -> None:
+    def __init__(self, broker_url: str = "redis://127.0.0.1:1/0", broker: Any = None) -> None:
         self.sent: list[dict[str, Any]] = []
         self.revoked: list[str] = []
         self.tasks: dict[str, Any] = {}
-        self.conf = SimpleNamespace(broker_url="redis://127.0.0.1:1/0", task_default_queue="fake")
+        self.broker = broker
+        self.conf = SimpleNamespace(broker_url=broker_url, task_default_queue="fake", broker_transport_options={})
         self.control = SimpleNamespace(revoke=lambda job_id, **kw: self.revoked.append(job_id))
 
     def task(self, **options: Any) -> Any:
@@ -43,51 +45,77 @@ class FakeCelery:
 
     def send_task(self, name: str, **kw: Any) -> None:
         self.sent.append({"name": name, **kw})
+        if self.broker is not None:
+            self.broker.lpush("fake", json.dumps({"body": "...", "headers": {"id": kw["task_id"], "task": name}}))
 
 
-def _open(url: str, **options: Any) -> tuple[Backend, FakeCelery]:
-    fake = FakeCelery()
+def _open(url: str, broker: Any = None, **options: Any) -> tuple[Backend, FakeCelery]:
+    fake = FakeCelery(url, broker) if broker is not None else FakeCelery()
     options.setdefault("prefix", "t-" + uuid.uuid4().hex[:8])
     return load("celery", fresh=True, celery_app=fake, result_url=url, **options), fake
 
 
 @pytest.fixture
-def backend(redis_server) -> Iterator[tuple[Backend, FakeCelery]]:
-    opened = _open(redis_server.url())
+def backend(redis_server, redis_client) -> Iterator[tuple[Backend, FakeCelery]]:
+    redis_client.delete("fake")
+    opened = _open(redis_server.url(), broker=redis_client)
     yield opened
     opened[0].close()
+
+
+def _running(jobs: Backend, job_id: str, worker: str = "host:1", beat: int = 1) -> None:
+    """Claim ``job_id`` as the worker process ``worker`` whose last beat was ``beat``."""
+    store = jobs.plugin.store
+    assert store.cas(job_id, ["queued"], "running", json.dumps({"worker": worker}), 60, beat=str(beat))
 
 
 def _job(**fields: Any) -> Job:
     return Job(callback="0" * 16, args=[1], **fields)
 
 
-def test_submit_stores_the_record_queues_the_id_and_sends_a_small_message(backend) -> None:
+def test_submit_stores_the_record_and_sends_the_job_in_its_message(backend) -> None:
     jobs, fake = backend
     first, second = jobs.submit(_job(timeout=5.0)), jobs.submit(_job())
-    assert [jobs.status(first).position, jobs.status(second).position] == [0, 1]
-    assert jobs.hook.bgcb_load(job_id=first).startswith('{"callback":"0000')
+    assert [jobs.status(first).position, jobs.status(second).position] == [0, 1], "read from the broker's list"
+    payload = jobs.hook.bgcb_load(job_id=first)
+    assert payload.startswith('{"callback":"0000')
     message = fake.sent[0]
     assert message["name"] == TASK_NAME and message["task_id"] == first
-    assert message["args"] == [first] and message["kwargs"] == {"store": jobs.plugin.store_id}
+    assert message["args"] == [first] and message["kwargs"] == {"store": jobs.plugin.store_id, "job": payload}
     assert message["soft_time_limit"] == 5.0
     assert message["time_limit"] > 5.0 + jobs.settings["cancel_grace"], "the hard limit leaves the grace"
     assert "soft_time_limit" not in fake.sent[1], "no time limit without a timeout"
 
 
-def test_cas_moves_state_leaves_the_queue_and_is_safe_to_retry(backend, redis_client) -> None:
+def test_positions_follow_the_broker_and_are_unknown_elsewhere(backend, redis_client, redis_server) -> None:
+    jobs, _ = backend
+    first, second = jobs.submit(_job()), jobs.submit(_job())
+    redis_client.rpop("fake")  # a worker takes the first message
+    assert jobs.status(second).position == 0
+    assert jobs.status(first).position == 0, "taken by a worker but not yet claimed: it starts next"
+    elsewhere, _ = _open(redis_server.url())  # its broker is another server
+    try:
+        assert elsewhere.status(elsewhere.submit(_job())).position is None
+    finally:
+        elsewhere.close()
+
+
+def test_cas_moves_state_once_and_is_safe_to_retry(backend, redis_client) -> None:
     jobs, _ = backend
     first, second = jobs.submit(_job()), jobs.submit(_job())
     cas = jobs.hook.bgcb_cas
     assert not cas(job_id=first, expect=["running"], state="succeeded", data="{}", ttl=60)
+    assert jobs.hook.bgcb_read(job_id=first, drain=False).state == "queued", "a failed CAS leaves the record as it was"
     assert cas(job_id=first, expect=["queued"], state="running", data='{"a":1}', ttl=60)
-    assert jobs.status(second).position == 0, "a claimed job leaves the queue"
     assert cas(job_id=first, expect=["queued"], state="running", data='{"a":1}', ttl=60), "a retried write that landed"
     assert not cas(job_id=first, expect=["queued"], state="running", data='{"a":2}', ttl=60)
+    assert jobs.hook.bgcb_read(job_id=first, drain=False).data == '{"a":1}'
     assert cas(job_id=second, expect=["queued", "running"], state="cancelled", data="{}", ttl=60)
-    assert redis_client.zrank(Keys(jobs.plugin.store.keys.prefix).queue, second) is None
-    assert 0 < redis_client.pttl(jobs.plugin.store.keys.job(second)) <= 60_000
+    assert not cas(job_id=second, expect=["queued"], state="running", data="{}", ttl=600)
+    assert 0 < redis_client.pttl(jobs.plugin.store.keys.rec(second)) <= jobs.settings["result_ttl"] * 1000
+    assert jobs.hook.bgcb_read(job_id=second, drain=False).state == "cancelled", "a terminal state is final"
     assert not cas(job_id="x" * 24, expect=["queued"], state="running", data="{}", ttl=60), "unknown id"
+    assert not redis_client.exists(jobs.plugin.store.keys.rec("x" * 24)), "a CAS never creates a record"
 
 
 def test_updates_are_drained_once_in_order(backend) -> None:
@@ -117,17 +145,21 @@ def test_a_job_run_here_delivers_its_last_updates_after_it_ended(backend) -> Non
     assert hook.bgcb_read(job_id=without, drain=True).updates == []
 
 
-def test_alive_follows_the_heartbeat(backend, redis_client) -> None:
+def test_alive_follows_the_workers_heartbeat(backend, redis_client) -> None:
     jobs, _ = backend
     store = jobs.plugin.store
     wait_for(lambda: redis_client.info("server")["uptime_in_seconds"] > store.timing.quiet, 15, "Redis up a while")
     job_id = jobs.submit(_job())
     assert jobs.hook.bgcb_read(job_id=job_id, drain=True).alive is None, "queued: no worker to ask about"
-    store.beat([job_id], "host:1")
-    jobs.hook.bgcb_cas(job_id=job_id, expect=["queued"], state="running", data="{}", ttl=60)
+    store.beat("host:1", 1, [job_id], [])
+    _running(jobs, job_id, beat=1)
     assert jobs.hook.bgcb_read(job_id=job_id, drain=True).alive is True
-    store.unbeat(job_id)
-    assert jobs.hook.bgcb_read(job_id=job_id, drain=True).alive is False
+    store.beat("host:1", 2, [], [])
+    gone = jobs.hook.bgcb_read(job_id=job_id, drain=True)
+    assert gone.alive is False and "no longer runs it" in str(gone.reason)
+    redis_client.delete(store.keys.worker("host:1"))
+    dead = jobs.hook.bgcb_read(job_id=job_id, drain=True)
+    assert dead.alive is False and "no heartbeat from its worker process host:1" in str(dead.reason)
     store._last_outage = time.time()  # as if this process had just seen Redis go away
     assert jobs.hook.bgcb_read(job_id=job_id, drain=True).alive is None, "no deaths declared right after an outage"
 
@@ -135,19 +167,21 @@ def test_alive_follows_the_heartbeat(backend, redis_client) -> None:
 def test_stop_revokes_only_a_job_that_still_runs(backend) -> None:
     jobs, fake = backend
     running, finished = jobs.submit(_job()), jobs.submit(_job())
-    jobs.plugin.store.beat([running], "host:1")
+    jobs.plugin.store.beat("host:1", 1, [running], [])
+    _running(jobs, running)
     jobs.hook.bgcb_stop(job_id=running, after=0.0)
     jobs.hook.bgcb_stop(job_id=finished, after=0.0)
     for timer in list(jobs.plugin._timers):
         timer.join(5)
-    assert fake.revoked == [running], "no broadcast for a job whose heartbeat is gone"
+    assert fake.revoked == [running], "no broadcast for a job no worker lists"
 
 
 def test_active_lists_running_then_queued(backend) -> None:
     jobs, _ = backend
-    a, b, c = jobs.submit(_job()), jobs.submit(_job()), jobs.submit(_job())
-    jobs.plugin.store.beat([b], "host:1")
-    jobs.hook.bgcb_cas(job_id=b, expect=["queued"], state="running", data="{}", ttl=60)
+    a = jobs.submit(_job(submitted_at=1.0))
+    b = jobs.submit(_job(submitted_at=2.0))
+    c = jobs.submit(_job(submitted_at=3.0))
+    _running(jobs, b)
     assert jobs.hook.bgcb_active() == [b, a, c]
 
 
@@ -204,26 +238,42 @@ def test_a_job_is_returned_to_the_queue_when_redis_is_gone_at_claim() -> None:
         jobs.close()
 
 
-def test_the_task_keeps_a_heartbeat_while_the_core_runs_the_job(backend, redis_client, monkeypatch) -> None:
+def test_the_task_lists_the_job_in_its_heartbeat_while_the_core_runs_it(backend, redis_client, monkeypatch) -> None:
     from celery.exceptions import SoftTimeLimitExceeded
 
+    from bgcb.lifecycle import worker_name
     from bgcb_celery import worker
 
     jobs, _ = backend
     job_id = jobs.submit(_job())
-    hb = jobs.plugin.store.keys.hb(job_id)
+    keys, runner = jobs.plugin.store.keys, jobs.plugin.runner
+    listed = lambda: job_id in (redis_client.get(keys.worker(worker_name())) or "").split()[1:]  # noqa: E731
     seen: dict[str, Any] = {}
 
     def execute(given: str, *, stop_errors: tuple = ()) -> None:
-        seen.update(job=given, beating=redis_client.exists(hb), stop_errors=stop_errors)
-        claim = f'{{"claim":"{uuid.uuid4().hex}"}}'  # the core's claim data is unique (start time, worker)
+        seen.update(job=given, payload=jobs.hook.bgcb_load(job_id=given), stop_errors=stop_errors)
+        seen["beating"] = listed()  # the first beat of the process is written before the claim
+        claim = json.dumps({"worker": worker_name(), "claim": uuid.uuid4().hex})
         if jobs.hook.bgcb_cas(job_id=given, expect=["queued"], state="running", data=claim, ttl=60):
             worker.run_job(given, store=jobs.plugin.store_id)  # the same message again, while it runs here
-            seen["beating_after_duplicate"] = redis_client.exists(hb)
+            seen["alive"] = jobs.hook.bgcb_read(job_id=given, drain=False).alive
 
     monkeypatch.setattr(jobs, "execute", execute)
-    worker.run_job(job_id, "a payload of bgcb-celery 0.1", store=jobs.plugin.store_id)
-    assert seen == {"job": job_id, "beating": 1, "stop_errors": (SoftTimeLimitExceeded,), "beating_after_duplicate": 1}
-    assert not redis_client.exists(hb), "the heartbeat goes when the job returns"
-    worker.run_job(job_id, store=jobs.plugin.store_id)  # delivered again elsewhere: its claim fails
-    assert redis_client.pttl(hb) > 0, "a run that did not claim the job leaves the key to expire"
+    worker.run_job(job_id, "a payload of bgcb-celery 0.1", store=jobs.plugin.store_id, job="from the message")
+    assert seen == {
+        "job": job_id,
+        "payload": "from the message",
+        "stop_errors": (SoftTimeLimitExceeded,),
+        "beating": True,
+        "alive": True,
+    }
+    with runner.heart._lock:
+        runner.heart._beat()
+    assert not listed(), "the next beat leaves out a job that returned"
+    assert not redis_client.exists(keys.payload(job_id)), "and drops the payload of a job this process ended"
+    other = jobs.submit(_job())
+    jobs.hook.bgcb_cas(job_id=other, expect=["queued"], state="cancelled", data="{}", ttl=60)
+    worker.run_job(other, store=jobs.plugin.store_id)  # not claimed here: its payload is not ours to drop
+    with runner.heart._lock:
+        runner.heart._beat()
+    assert redis_client.exists(keys.payload(other))

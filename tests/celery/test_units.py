@@ -10,17 +10,43 @@ from bgcb.errors import ConfigurationError
 from bgcb.provider import load
 from bgcb_celery import TASK_NAME, CeleryBackend, celery_app_of
 from bgcb_celery.config import redact, worker_argv
-from bgcb_celery.store import Keys
+from bgcb_celery.layout import Keys, Record, alive_from
 
 
 def test_key_layout() -> None:
     keys = Keys("app1")
-    assert keys.job("J") == "app1:job:J"
+    assert keys.rec("J") == "app1:rec:J"
+    assert keys.payload("J") == "app1:payload:J"
     assert keys.upd("J") == "app1:upd:J"
-    assert keys.hb("J") == "app1:hb:J"
-    assert keys.queue == "app1:queue"
+    assert keys.worker("h:1") == "app1:worker:h:1"
     assert keys.cache("k") == "app1:cache:k"
     assert keys.secret == "app1:secret"
+
+
+def test_a_record_round_trips_and_names_its_worker() -> None:
+    rec = Record("running", '{"worker":"h:7","note":"a\\u001fb"}', "0", "12", "1795000000000")
+    assert Record.decode(rec.encode()) == rec and rec.worker == "h:7"
+    assert Record.decode("no separators") is None
+    assert Record("queued", "{}").worker is None and Record("running", "not json").worker is None
+
+
+def test_alive_from_a_worker_heartbeat() -> None:
+    claimed = Record("running", "{}", beat="5")
+    assert alive_from("J", claimed, "6 A J") is True, "listed"
+    assert alive_from("J", claimed, "5 A") is True, "no beat since the claim yet"
+    assert alive_from("J", claimed, "6 A") is False, "a later beat leaves it out: the process no longer runs it"
+    assert alive_from("J", Record("running", "{}"), "6") is None, "a claim that recorded no count: cannot tell"
+
+
+def test_the_broker_list_is_read_only_on_the_stores_redis() -> None:
+    backend = load("celery", fresh=True, broker_url="redis://localhost:6379/0", result_url="redis://127.0.0.1/0")
+    other = load("celery", fresh=True, broker_url="redis://127.0.0.1:6379/1", result_url="redis://127.0.0.1:6379/0")
+    try:
+        assert backend.plugin.config.broker_list == "bgcb"
+        assert other.plugin.config.broker_list is None
+    finally:
+        backend.close()
+        other.close()
 
 
 def test_redact_hides_passwords() -> None:

@@ -1,7 +1,7 @@
 """The ``celery`` backend's hooks: storage in Redis, a queue on the Celery broker, workers that are Celery workers.
 
 The web process and the workers share two things: the Celery broker (Redis or
-RabbitMQ), which carries one small message per job (its id and store id) to
+RabbitMQ), which carries one message per job (its id, store id and text) to
 the generic task ``bgcb.run_job``, and a Redis server (the *store*) holding
 each job's record, its updates, heartbeats and cached outcomes. The core owns
 the job's life; this class only maps the contract's hooks onto the store
@@ -92,7 +92,7 @@ class CeleryBackend:
     def bgcb_configure(self, options: dict[str, Any], role: Role, jobs: Lifecycle) -> None:
         self.options, self.role, self._jobs = options, role, jobs
         self._config = config.resolve(options)
-        self._store = RedisStore(self.config.store_url, self.config.prefix, self.config.timing)
+        self._store = RedisStore(self.config.store_url, self.config.prefix, self.config.timing, self.config.broker_list)
         self._runner = worker.JobRunner(self._store, jobs, self.config.store_id)
         worker.register_task(self.config.celery)
         self._runner.register()
@@ -138,7 +138,7 @@ class CeleryBackend:
             self.celery.send_task(
                 TASK_NAME,
                 args=[job_id],
-                kwargs={"store": self.store_id},
+                kwargs={"store": self.store_id, "job": job},
                 task_id=job_id,
                 queue=self.queue,
                 serializer="json",
@@ -183,6 +183,8 @@ class CeleryBackend:
 
     @hookimpl
     def bgcb_load(self, job_id: str) -> str | None:
+        if self._patient(job_id) and job_id in self.runner.payloads:
+            return self.runner.payloads[job_id]  # carried by the message: no read
         return self.store.load(job_id, patient=self._patient(job_id))
 
     @hookimpl
@@ -191,7 +193,9 @@ class CeleryBackend:
         # The worker's final write says whether the job left updates, so reads of it skip an LPOP.
         ended = state not in ("queued", "running")
         quiet = patient and ended and job_id not in self.runner.appended
-        done = self.store.cas(job_id, expect, state, data, ttl, patient=patient, no_updates=quiet)
+        beat = str(self.runner.beats.get(job_id, "")) if patient else ""  # the web's writes keep the claim's
+        here = patient and job_id in self.runner.claimed
+        done = self.store.cas(job_id, expect, state, data, ttl, patient, no_updates=quiet, beat=beat, ran_here=here)
         if done:
             if patient and state == "running":
                 self.runner.claimed.add(job_id)
@@ -208,10 +212,10 @@ class CeleryBackend:
 
     @hookimpl
     def bgcb_stop(self, job_id: str, after: float) -> None:
-        """In ``after`` s, terminate the job's pool process if it still runs it (its heartbeat is there).
+        """In ``after`` s, terminate the job's pool process if it still runs it (its heartbeat lists it).
 
         A job that stopped by itself (its callback saw the cancel at a
-        progress or set_props call) has removed its heartbeat by then, so no
+        progress or set_props call) is no longer listed by then, so no
         control broadcast is sent.
         """
         timer = threading.Timer(max(0.0, after), self._stop_now, args=(job_id,))

@@ -88,9 +88,29 @@ class Config:
     timing: Timing
 
     @property
+    def broker_list(self) -> str | None:
+        """The Redis list holding the queue's messages when the broker is the store's Redis, else None."""
+        if not is_redis_url(self.broker_url) or _same_redis(self.broker_url) != _same_redis(self.store_url):
+            return None
+        options = getattr(self.celery.conf, "broker_transport_options", None) or {}
+        return str(options.get("global_keyprefix", "")) + self.queue
+
+    @property
     def store_id(self) -> str:
         """Names the store in task messages, without its password: ``prefix@digest-of-url``."""
         return f"{self.prefix}@{hashlib.sha256(self.store_url.encode()).hexdigest()[:10]}"
+
+
+def _same_redis(url: str) -> tuple[str, int | None, str]:
+    """Host, port and database of a Redis URL, so that two spellings of one server compare equal."""
+    parts = urllib.parse.urlsplit(url)
+    host = "127.0.0.1" if parts.hostname in (None, "localhost") else parts.hostname
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        port = None
+    db = parts.path.strip("/") or urllib.parse.parse_qs(parts.query).get("db", ["0"])[0]
+    return str(host), port, db
 
 
 def timing(opts: dict[str, Any]) -> Timing:

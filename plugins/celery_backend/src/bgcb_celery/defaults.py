@@ -16,9 +16,9 @@ PREFIX = "bgcb"
 #: Celery queue of the app bgcb builds.
 QUEUE = "bgcb"
 
-#: Seconds between a running job's heartbeats.
+#: Seconds between a worker process's heartbeats.
 HEARTBEAT = 1.0
-#: Seconds a heartbeat lives: a running job without one has lost its worker.
+#: Seconds a heartbeat lives: a running job whose worker has none has lost its worker.
 HEARTBEAT_TTL = 3.0
 #: Seconds a worker keeps retrying a Redis write (restart, failover) before giving up.
 STORE_RETRY = 60.0
@@ -32,8 +32,10 @@ HARD_LIMIT_MARGIN = 0.5
 QUIET_EXTRA = 1.0
 #: Most updates one read drains (the rest come with the next read, in order).
 DRAIN_MAX = 100_000
-#: Seconds between trims of queue entries older than the job TTL (messages that never arrived).
-TRIM_EVERY = 60.0
+#: Most messages of the broker's list read to find a queued job's place (beyond it: place unknown).
+POSITION_SCAN = 10_000
+#: Seconds an idle worker process keeps beating (after it, the next job writes a beat before its claim).
+IDLE_BEATS = 10.0
 #: Reads remembered per web process, to answer polls during a short Redis outage.
 REMEMBERED_READS = 4096
 

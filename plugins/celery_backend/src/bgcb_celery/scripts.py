@@ -1,74 +1,75 @@
-"""The Lua scripts of the Redis store: each is one atomic round trip (see :mod:`bgcb_celery.store`).
+"""The Lua scripts of the Redis store (see :mod:`bgcb_celery.store` for the key layout).
 
-A job's record is a hash ``<prefix>:job:<id>`` with fields ``s`` (state),
-``d`` (the core's status data), ``j`` (the job) and, once the job ended
-without updates, ``u`` = ``0``; a state change rewrites two small fields and
-never the job's payload, and one TTL covers all.
+A job's record is one string, ``state SEP mark SEP beat SEP data`` (``SEP`` is
+the unit separator, which JSON never leaves unescaped), so that a state change
+is one ``SET ... GET``: two Redis commands with the script call, where a hash
+would need a read, a write and a TTL.
 """
 
 from __future__ import annotations
 
-#: Store a new queued record with its TTL and put the id in the queue (sorted by submit time).
-#: KEYS: job, queue.  ARGV: id, job, data, ttl ms, submit time, trim cutoff ('' = no trim).
-ENQUEUE = """
-redis.call('HSET', KEYS[1], 's', 'queued', 'd', ARGV[3], 'j', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
-if ARGV[6] ~= '' then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[6]) end
-return 1
-"""
-
-#: One read: state and data, and only when they can matter the drained updates
-#: (not while queued, nor once ended when the worker marked "no updates"), the
-#: queue place (while queued) and the heartbeat (while running). ``alive``: 1 heartbeat present, 0 missing, nil cannot tell
-#: (the caller saw an outage lately, or Redis restarted less than ``quiet``
-#: seconds ago: workers could not write their heartbeats meanwhile).
-#: KEYS: job, upd, hb, queue.  ARGV: id, drain (0/1), may declare deaths (0/1), quiet s, drain max.
-#: Returns nil (no record) or {state, data, updates|nil, position|nil, alive|nil}.
-READ = """
-local rec = redis.call('HMGET', KEYS[1], 's', 'd', 'u')
-local state = rec[1]
-if not state then return false end
-local updates, position, alive = false, false, false
-if state == 'queued' then
-  position = redis.call('ZRANK', KEYS[4], ARGV[1])
-elseif ARGV[2] == '1' and rec[3] ~= '0' then
-  updates = redis.call('LPOP', KEYS[2], ARGV[5])
+#: Compare-and-set in one write: ``SET ... GET`` puts the new record in place
+#: and returns the old one; when the old state was not expected, the old record
+#: goes back (inside the script, so no reader ever sees the new one), with the
+#: end its writer gave it. A write without a heartbeat count (the web's: cancel,
+#: lost) keeps the claim's, which says whether the worker still runs the job
+#: (one more SET, only then). A retried call whose first attempt landed (its
+#: reply lost with the connection) finds its own record and answers 1 (the
+#: core's data carries the writer's timestamps and name, so no other writer's
+#: is the same). A missing record is not created.
+#: KEYS: record.  ARGV: state, mark, beat, until (ms), data, ttl ms, expected state...
+CAS = r"""
+local sep = '\031'
+local function record(beat)
+  return ARGV[1] .. sep .. ARGV[2] .. sep .. beat .. sep .. ARGV[4] .. sep .. ARGV[5]
 end
-if state == 'running' then
-  if redis.call('EXISTS', KEYS[3]) == 1 then
-    alive = 1
-  elseif ARGV[3] == '1' then
-    local up = tonumber(string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)'))
-    if up and up > tonumber(ARGV[4]) then alive = 0 end
-  end
+local new = record(ARGV[3])
+local old = redis.call('SET', KEYS[1], new, 'PX', ARGV[6], 'GET')
+if not old then
+  redis.call('DEL', KEYS[1])
+  return 0
 end
-return {state, rec[2], updates, position, alive}
-"""
-
-#: Compare-and-set: if the state is one of the expected ones, set state, data
-#: and TTL, and leave the queue when leaving "queued". A retried call whose
-#: first attempt landed (its reply lost with the connection) finds its own
-#: state and data in place and answers 1 too (the core's data carries the
-#: writer's timestamps and name, so no other writer's is the same). ``mark`` '0' records that the
-#: job has no updates (the worker's final write, when it appended none), so
-#: that reads of the ended job skip the LPOP.
-#: KEYS: job, queue.  ARGV: state, data, ttl ms, id, mark ('' or '0'), expected state...
-CAS = """
-local cur = redis.call('HGET', KEYS[1], 's')
-if not cur then return 0 end
-for i = 6, #ARGV do
+local cur, beat, untl = string.match(old, '^([^\031]*)\031[^\031]*\031([^\031]*)\031([^\031]*)\031')
+local kept = new
+if ARGV[3] == '' and beat and beat ~= '' then kept = record(beat) end
+if old == kept then return 1 end
+for i = 7, #ARGV do
   if ARGV[i] == cur then
-    if ARGV[5] == '' then
-      redis.call('HSET', KEYS[1], 's', ARGV[1], 'd', ARGV[2])
-    else
-      redis.call('HSET', KEYS[1], 's', ARGV[1], 'd', ARGV[2], 'u', ARGV[5])
-    end
-    redis.call('PEXPIRE', KEYS[1], ARGV[3])
-    if cur == 'queued' and ARGV[1] ~= 'queued' then redis.call('ZREM', KEYS[2], ARGV[4]) end
+    if kept ~= new then redis.call('SET', KEYS[1], kept, 'PX', ARGV[6]) end
     return 1
   end
 end
-if cur == ARGV[1] and redis.call('HGET', KEYS[1], 'd') == ARGV[2] then return 1 end
+if untl and untl ~= '' then
+  redis.call('SET', KEYS[1], old, 'PXAT', untl)
+else
+  redis.call('SET', KEYS[1], old, 'PX', ARGV[6])
+end
 return 0
+"""
+
+#: The 0-based place of a queued job in the Celery queue, when the broker is the
+#: store's Redis: kombu pushes messages on the left and takes them from the
+#: right, and each message names its task id (the job id) in its headers. Reads
+#: at most ARGV[2] messages, from the oldest; -1 when the id is in none of them
+#: (a worker took the message: it starts next), -2 when it may lie beyond the bound.
+#: With ARGV[3] = '1' the message found is removed (a job that left "queued"
+#: before a worker took it: the places behind it move up, no worker sees it).
+#: KEYS: the broker's list.  ARGV: job id, most messages to read, remove (0/1).
+POSITION = """
+local total = redis.call('LLEN', KEYS[1])
+local bound = math.min(total, tonumber(ARGV[2]))
+local seen = 0
+while seen < bound do
+  local chunk = redis.call('LRANGE', KEYS[1], -(seen + 100), -(seen + 1))
+  if #chunk == 0 then break end
+  for i = #chunk, 1, -1 do
+    if string.find(chunk[i], ARGV[1], 1, true) then
+      if ARGV[3] == '1' then redis.call('LREM', KEYS[1], -1, chunk[i]) end
+      return seen + (#chunk - i)
+    end
+  end
+  seen = seen + #chunk
+end
+if bound < total then return -2 end
+return -1
 """

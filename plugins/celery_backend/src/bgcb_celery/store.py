@@ -2,29 +2,32 @@
 
 Keys under one prefix (default ``bgcb``)::
 
-    <prefix>:job:<id>      hash {s: state, d: data, j: job, u}  TTL: the core's ttl of the last write
-    <prefix>:upd:<id>      list of update texts, oldest first  TTL: job_ttl from its creation
-    <prefix>:hb:<id>       heartbeat of a running job          TTL: heartbeat_ttl
-    <prefix>:queue         sorted set of queued ids by submit time
-    <prefix>:cache:<key>   a cached outcome                     TTL: Dash's expire
-    <prefix>:secret        Dash's signing secret                (first writer wins)
+    <prefix>:rec:<id>        the record: "state SEP mark SEP beat SEP data"  TTL: the core's ttl of the last write
+    <prefix>:payload:<id>    the job text                        TTL: job_ttl (dropped by the worker once ended)
+    <prefix>:upd:<id>        list of update texts, oldest first  TTL: job_ttl from its creation
+    <prefix>:worker:<name>   heartbeat of a worker process: "beat id id ..." (the jobs it runs)  TTL: heartbeat_ttl
+    <prefix>:cache:<key>     a cached outcome                     TTL: Dash's expire
+    <prefix>:secret          Dash's signing secret                (first writer wins)
 
-Every operation is one round trip, and the ones on every job are Lua scripts
-(:mod:`bgcb_celery.scripts`) that run only the commands the record's state
-needs. Two error policies: the web process retries a failed call once on a
-fresh connection, then raises :class:`StoreUnavailable` naming the URL; a
-worker (``patient``) retries for ``store_retry`` seconds, through a Redis
+Every job costs as few commands as its lifecycle allows: two SETs to store
+it, one ``SET ... GET`` script per state change, one GET per poll of an ended
+job; heartbeats are per worker process, not per job, so a busy pool pays
+them per second, not per job. The queue place of a waiting job is read from
+the Celery broker's own list when the broker is this Redis (no index of our
+own to keep). Two error policies: the web process retries a failed call once
+on a fresh connection, then raises :class:`StoreUnavailable` naming the URL;
+a worker (``patient``) retries for ``store_retry`` seconds, through a Redis
 restart.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import redis
 
@@ -33,6 +36,7 @@ from bgcb.errors import BgcbError
 
 from . import defaults, scripts
 from .config import Timing, redact
+from .layout import Keys, Record, alive_from
 
 log = logging.getLogger("bgcb.celery")
 T = TypeVar("T")
@@ -51,40 +55,21 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-@dataclass(frozen=True)
-class Keys:
-    """Key names under one prefix."""
-
-    prefix: str
-
-    def job(self, job_id: str) -> str:
-        return f"{self.prefix}:job:{job_id}"
-
-    def upd(self, job_id: str) -> str:
-        return f"{self.prefix}:upd:{job_id}"
-
-    def hb(self, job_id: str) -> str:
-        return f"{self.prefix}:hb:{job_id}"
-
-    @property
-    def queue(self) -> str:
-        return f"{self.prefix}:queue"
-
-    def cache(self, cache_key: str) -> str:
-        return f"{self.prefix}:cache:{cache_key}"
-
-    @property
-    def secret(self) -> str:
-        return f"{self.prefix}:secret"
+__all__ = ["Keys", "Record", "RedisStore", "StoreUnavailable", "stored_for_outage"]
 
 
 class RedisStore:
-    """One Redis connection pool and the store operations on it; safe to share between threads."""
+    """One Redis connection pool and the store operations on it; safe to share between threads.
 
-    def __init__(self, url: str, prefix: str, timing: Timing) -> None:
+    ``broker_list`` is the Celery queue's list when the broker is this Redis
+    (queue places are read from it), else None.
+    """
+
+    def __init__(self, url: str, prefix: str, timing: Timing, broker_list: str | None) -> None:
         self.url = url
         self.keys = Keys(prefix)
         self.timing = timing
+        self.broker_list = broker_list
         self.redis = redis.Redis.from_url(
             url,
             decode_responses=True,
@@ -92,12 +77,10 @@ class RedisStore:
             socket_timeout=defaults.SOCKET_TIMEOUT,
             client_name="bgcb-celery",
         )
-        self._enqueue = self.redis.register_script(scripts.ENQUEUE)
-        self._read = self.redis.register_script(scripts.READ)
         self._cas = self.redis.register_script(scripts.CAS)
+        self._position = self.redis.register_script(scripts.POSITION)
         self._outage_since: float | None = None
         self._last_outage = float("-inf")
-        self._trimmed = time.time()
 
     def close(self) -> None:
         self.redis.close()
@@ -142,49 +125,85 @@ class RedisStore:
         return None if self._outage_since is None else time.time() - self._outage_since
 
     def quiet(self) -> bool:
-        """Whether this process saw an outage so lately that missing heartbeats prove nothing."""
-        return time.time() - self._last_outage < self.timing.quiet
+        """Whether a missing heartbeat proves nothing now: this process saw an outage lately, or
+        Redis restarted lately (workers could not write their heartbeats meanwhile)."""
+        if time.time() - self._last_outage < self.timing.quiet:
+            return True
+        uptime = self.call(lambda: self.redis.info("server").get("uptime_in_seconds", 0))
+        return float(uptime) <= self.timing.quiet
 
     # -- records ---------------------------------------------------------------------
 
     def enqueue(self, job_id: str, job: str, data: str, ttl: float) -> None:
-        now = time.time()
-        cutoff = ""
-        if now - self._trimmed > defaults.TRIM_EVERY:  # forget ids whose message never arrived
-            self._trimmed = now
-            cutoff = repr(now - ttl)
-        keys = [self.keys.job(job_id), self.keys.queue]
-        self.call(lambda: self._enqueue(keys=keys, args=[job_id, job, data, _ms(ttl), repr(now), cutoff]))
+        def write() -> None:
+            pipe = self.redis.pipeline(transaction=False)
+            until = str(int(time.time() * 1000) + _ms(ttl))
+            pipe.set(self.keys.rec(job_id), Record("queued", data, until=until).encode(), px=_ms(ttl))
+            pipe.set(self.keys.payload(job_id), job, px=_ms(ttl))
+            pipe.execute()
+
+        self.call(write)
 
     def unqueue(self, job_id: str) -> None:
         """Undo an enqueue whose message could not be sent (best effort)."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.delete(self.keys.job(job_id))
-        pipe.zrem(self.keys.queue, job_id)
         try:
-            pipe.execute()
+            self.redis.delete(self.keys.rec(job_id), self.keys.payload(job_id))
         except redis.RedisError:
             pass
 
-    def read(self, job_id: str, drain: bool, patient: bool = False) -> Stored | None:
-        k = self.keys
-        keys = [k.job(job_id), k.upd(job_id), k.hb(job_id), k.queue]
-        declare = 0 if self.quiet() else 1
-        args: list[str | int] = [job_id, int(drain), declare, repr(self.timing.quiet), defaults.DRAIN_MAX]
-        reply = self.call(lambda: self._read(keys=keys, args=args), patient)
-        if not reply:
+    def record(self, job_id: str, patient: bool = False) -> Record | None:
+        try:
+            text = self.call(lambda: self.redis.get(self.keys.rec(job_id)), patient)
+        except redis.ResponseError:  # not a string: a key of another layout under this prefix
             return None
-        state, data, updates, position, alive = reply
-        return Stored(
-            state,
-            data or "",
-            list(updates or []),
-            None if position is None else int(position),
-            None if alive is None else bool(alive),
-        )
+        return None if text is None else Record.decode(str(text))
+
+    def read(self, job_id: str, drain: bool, patient: bool = False) -> Stored | None:
+        """One GET for a queued or ended job; a running one's heartbeat (and a drain) in one more round trip."""
+        rec = self.record(job_id, patient)
+        if rec is None:
+            return None
+        if rec.state == "queued":
+            return Stored(rec.state, rec.data, position=self.position(job_id))
+        updates = drain and rec.mark != "0"
+        worker = rec.worker if rec.state == "running" else None
+        if not updates and worker is None:
+            return Stored(rec.state, rec.data)
+
+        def more() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=False)
+            if updates:
+                pipe.lpop(self.keys.upd(job_id), defaults.DRAIN_MAX)
+            if worker is not None:
+                pipe.get(self.keys.worker(worker))
+            return list(pipe.execute())
+
+        replies = self.call(more, patient)
+        drained = list(replies.pop(0) or []) if updates else []
+        if worker is None:
+            return Stored(rec.state, rec.data, drained)
+        beat = replies[0]
+        if beat is None:
+            if self.quiet():
+                return Stored(rec.state, rec.data, drained)
+            gone = f"no heartbeat from its worker process {worker} for {self.timing.heartbeat_ttl:g} s"
+            return Stored(rec.state, rec.data, drained, alive=False, reason=gone)
+        alive = alive_from(job_id, rec, str(beat))
+        reason = None if alive is not False else f"its worker process {worker} no longer runs it"
+        return Stored(rec.state, rec.data, drained, alive=alive, reason=reason)
+
+    def position(self, job_id: str, remove: bool = False) -> int | None:
+        """The queue place, read from the broker's list (None when the broker is elsewhere);
+        ``remove`` takes the job's message out of the list."""
+        queue = self.broker_list
+        if queue is None:
+            return None
+        args = [job_id, defaults.POSITION_SCAN, int(remove)]
+        found = int(self.call(lambda: self._position(keys=[queue], args=args)))
+        return None if found == -2 else max(0, found)
 
     def load(self, job_id: str, patient: bool = False) -> str | None:
-        text = self.call(lambda: self.redis.hget(self.keys.job(job_id), "j"), patient)
+        text = self.call(lambda: self.redis.get(self.keys.payload(job_id)), patient)
         return None if text is None else str(text)
 
     def cas(
@@ -196,11 +215,20 @@ class RedisStore:
         ttl: float,
         patient: bool = False,
         no_updates: bool = False,
+        beat: str = "",
+        ran_here: bool = False,
     ) -> bool:
-        """The compare-and-set of the contract; ``no_updates`` marks an ended job that appended none."""
-        keys = [self.keys.job(job_id), self.keys.queue]
-        args: list[str | int] = [state, data, _ms(ttl), job_id, "0" if no_updates else "", *expect]
-        return bool(self.call(lambda: self._cas(keys=keys, args=args), patient))
+        """The compare-and-set of the contract; ``no_updates`` marks an ended job that appended none,
+        ``beat`` is the claiming worker's heartbeat count, ``ran_here``: this process claimed the job
+        (its heartbeat drops the payload once it ended; other ends expire it with the record)."""
+        until = int(time.time() * 1000) + _ms(ttl)
+        args: list[str | int] = [state, "0" if no_updates else "", beat, until, data, _ms(ttl), *expect]
+        done = bool(self.call(lambda: self._cas(keys=[self.keys.rec(job_id)], args=args), patient))
+        if done and not ran_here and state not in ("queued", "running"):  # a cancel, a lost job, the kit
+            self.call(lambda: self.redis.pexpire(self.keys.payload(job_id), _ms(ttl)), patient)  # the text goes with it
+            if "queued" in expect and not patient:
+                self.position(job_id, remove=True)  # it may still wait: its message goes too
+        return done
 
     def append(self, job_id: str, update: str, ttl: float) -> None:
         """RPUSH; a list it created (the first update, or the first after a drain emptied it) gets the TTL."""
@@ -228,36 +256,52 @@ class RedisStore:
 
     # -- heartbeats and listings ---------------------------------------------------------
 
-    def beat(self, job_ids: Iterable[str], worker: str, patient: bool = False) -> None:
-        """Write (or renew) the heartbeat of each job, in one round trip."""
-        ttl = _ms(self.timing.heartbeat_ttl)
+    def beat(self, worker: str, count: int, job_ids: Sequence[str], ended: Sequence[str], patient: bool = False) -> None:
+        """Write a worker process's heartbeat (its count and the jobs it runs) and drop the payloads
+        of the jobs it ended since the last beat, in one round trip."""
 
         def write() -> None:
             pipe = self.redis.pipeline(transaction=False)
-            for job_id in job_ids:
-                pipe.set(self.keys.hb(job_id), worker, px=ttl)
+            pipe.set(self.keys.worker(worker), " ".join([str(count), *job_ids]), px=_ms(self.timing.heartbeat_ttl))
+            if ended:
+                pipe.delete(*(self.keys.payload(j) for j in ended))
             pipe.execute()
 
         self.call(write, patient)
 
-    def unbeat(self, job_id: str) -> None:
-        """Remove a heartbeat (best effort: it expires by itself)."""
-        try:
-            self.redis.delete(self.keys.hb(job_id))
-        except redis.RedisError as exc:
-            log.warning("bgcb-celery: could not remove the heartbeat of job %s: %s", job_id, exc)
-
     def executing(self, job_id: str) -> bool:
-        """Whether a worker still runs the job (its heartbeat is present)."""
-        return bool(self.call(lambda: self.redis.exists(self.keys.hb(job_id))))
+        """Whether the worker process that claimed the job (whatever its state now) still runs it."""
+        rec = self.record(job_id)
+        worker = rec.worker if rec is not None else None
+        if rec is None or worker is None:
+            return False
+        beat = self.call(lambda: self.redis.get(self.keys.worker(worker)))
+        return beat is not None and alive_from(job_id, rec, str(beat)) is True
 
     def active(self) -> list[str]:
-        """Running ids (those with a heartbeat), then queued ids in queue order."""
-        prefix = self.keys.hb("")
+        """Running ids, then queued ids by submit time (a scan of the records: for listings, not for polls)."""
+        prefix = self.keys.rec("")
         pattern = _glob_escape(prefix) + "*"
-        running = self.call(lambda: [key[len(prefix) :] for key in self.redis.scan_iter(match=pattern, count=500)])
-        queued = self.call(lambda: list(self.redis.zrange(self.keys.queue, 0, -1)))
-        return sorted(running) + [job_id for job_id in queued if job_id not in running]
+
+        def listing() -> list[tuple[str, Record | None]]:
+            ids = [key[len(prefix) :] for key in self.redis.scan_iter(match=pattern, count=500)]
+            texts = self.redis.mget([prefix + i for i in ids]) if ids else []
+            return [(i, Record.decode(t) if isinstance(t, str) else None) for i, t in zip(ids, texts, strict=True)]
+
+        running, queued = [], []
+        for job_id, rec in self.call(listing):
+            if rec is not None and rec.state == "running":
+                running.append(job_id)
+            elif rec is not None and rec.state == "queued":
+                queued.append((_submitted(rec), job_id))
+        return sorted(running) + [job_id for _, job_id in sorted(queued)]
+
+
+def _submitted(rec: Record) -> float:
+    try:
+        return float(json.loads(rec.data).get("submitted_at") or 0.0)
+    except (ValueError, AttributeError, TypeError):
+        return 0.0
 
 
 def stored_for_outage(last: Stored | None) -> Stored:

@@ -1,9 +1,10 @@
-"""The worker side of bgcb-celery: the ``bgcb.run_job`` task and the heartbeats of the jobs it runs.
+"""The worker side of bgcb-celery: the ``bgcb.run_job`` task and the heartbeat of the process running it.
 
-A task message carries a job id and the id of the store it belongs to; the
-task finds the backend configured for that store in this process, writes the
-job's heartbeat, and hands the id to the core (``jobs.execute``), which loads
-the job from the store, claims it, runs it and records how it ended. Celery's
+A task message carries a job id, the id of the store it belongs to and the
+job's text; the task finds the backend configured for that store in this
+process, lists the job in the process's heartbeat, and hands the id to the
+core (``jobs.execute``), which loads the job (from the message), claims it,
+runs it and records how it ended. Celery's
 soft time limit (``SoftTimeLimitExceeded``) is the stop signal the core turns
 into a timeout.
 """
@@ -13,10 +14,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from typing import Any
 
 from bgcb.lifecycle import Lifecycle, worker_name
 
+from . import defaults
 from .defaults import TASK_NAME
 from .store import RedisStore, StoreUnavailable
 
@@ -39,13 +42,15 @@ def register_task(celery: Any) -> None:
     )(run_job)
 
 
-def run_job(job_id: str, *legacy: Any, store: str = "") -> None:
+def run_job(job_id: str, *legacy: Any, store: str = "", job: str | None = None) -> None:
     """The body of ``bgcb.run_job``: run the job with the backend of ``store``.
 
-    ``legacy`` swallows the payload that messages of bgcb-celery 0.1 carried
-    (their jobs have no record in this layout and are skipped).
+    ``job`` is the job's text, carried in the message so that the worker
+    need not read it back from Redis. ``legacy`` swallows the payload that
+    messages of bgcb-celery 0.1 carried (their jobs have no record in this
+    layout and are skipped).
     """
-    _runner_for(store, job_id).run(job_id)
+    _runner_for(store, job_id).run(job_id, job)
 
 
 def _runner_for(store: str, job_id: str) -> JobRunner:
@@ -71,52 +76,79 @@ def _runner_for(store: str, job_id: str) -> JobRunner:
 
 
 class Heart:
-    """Keeps the heartbeat keys of the jobs this process runs alive, from one thread.
+    """The heartbeat of this worker process: ``"count id id ..."``, the jobs it runs, from one thread.
 
-    The first beat of a job is written before the job is claimed, so a running
-    record always has a heartbeat while its worker lives; the key is removed
-    when the job returns and expires ``heartbeat_ttl`` after a worker died.
+    One key per process, not per job, so that a busy pool pays for heartbeats
+    per second rather than per job. A job joins the set before it is claimed
+    and the claim records the count of the last beat written; the next beat
+    lists it, so a reader that finds it missing from a later beat knows the
+    process no longer runs it (see :func:`bgcb_celery.layout.alive_from`). When
+    no beat is fresh (the first job of the process, or after an idle spell),
+    one is written before the claim, so a running record always has a live
+    heartbeat while its worker lives. Ended jobs' payloads are dropped with the
+    next beat.
     """
 
     def __init__(self, store: RedisStore, interval: float) -> None:
         self.store = store
         self.interval = interval
         self._jobs: set[str] = set()
+        self._ended: list[str] = []
+        self._count = 0
+        self._written = float("-inf")
+        self._busy = float("-inf")
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._failing = False
 
-    def start(self, job_id: str) -> None:
-        """First beat (retried like every worker write; raises StoreUnavailable), then keep it alive."""
-        self.store.beat([job_id], worker_name(), patient=True)
+    def start(self, job_id: str) -> int:
+        """Add the job; return the count its claim records. Raises StoreUnavailable when a beat
+        had to be written first and Redis stayed unreachable (the worker's retry policy)."""
         with self._lock:
             self._jobs.add(job_id)
+            self._busy = time.monotonic()
             if self._thread is None or self._pid != os.getpid():  # none yet, or we are a forked pool process
                 self._pid = os.getpid()
                 self._wake = threading.Event()
+                self._written = float("-inf")
                 self._thread = threading.Thread(target=self._loop, name="bgcb-heartbeat", daemon=True)
                 self._thread.start()
+            if time.monotonic() - self._written > self.interval:
+                self._beat(patient=True)
+            return self._count
 
-    def stop(self, job_id: str, remove: bool) -> None:
-        """Stop beating; ``remove`` the key when this process ran the job (else it may be another's)."""
-        with self._lock:  # no beat of the loop can bring the key back after this
+    def stop(self, job_id: str, ended: bool) -> None:
+        """Stop listing the job; ``ended``: this process claimed it, so its payload may go."""
+        with self._lock:
             self._jobs.discard(job_id)
-            if remove:
-                self.store.unbeat(job_id)
+            self._busy = time.monotonic()
+            if ended:
+                self._ended.append(job_id)
 
     def close(self) -> None:
         self._wake.set()
+
+    def _beat(self, patient: bool = False) -> None:
+        """Write the next beat (the lock is held, so counts and sets are written in order)."""
+        self._count += 1
+        ended, self._ended = self._ended, []
+        try:
+            self.store.beat(worker_name(), self._count, sorted(self._jobs), ended, patient)
+        except StoreUnavailable:
+            self._ended = ended + self._ended
+            raise
+        self._written = time.monotonic()
 
     def _loop(self) -> None:
         wake = self._wake
         while not wake.wait(self.interval):
             with self._lock:
-                if not self._jobs:
+                if not self._jobs and not self._ended and time.monotonic() - self._busy > defaults.IDLE_BEATS:
                     continue
                 try:
-                    self.store.beat(sorted(self._jobs), worker_name())
+                    self._beat()
                 except StoreUnavailable as exc:
                     if not self._failing:
                         log.warning("bgcb-celery: heartbeats failing: %s", exc)
@@ -134,8 +166,11 @@ class JobRunner:
         self.store_id = store_id
         self.heart = Heart(store, store.timing.heartbeat)
         #: Jobs this process runs now (their store calls retry through outages), those it
-        #: claimed, and those that appended updates.
+        #: claimed, and those that appended updates; the job texts their messages carried and
+        #: the heartbeat count each claim records.
         self.executing: set[str] = set()
+        self.payloads: dict[str, str] = {}
+        self.beats: dict[str, int] = {}
         self.claimed: set[str] = set()
         self.appended: set[str] = set()
         self._lock = threading.Lock()
@@ -150,7 +185,7 @@ class JobRunner:
                 del _registry[self.store_id]
         self.heart.close()
 
-    def run(self, job_id: str) -> None:
+    def run(self, job_id: str, payload: str | None = None) -> None:
         from celery.exceptions import Reject, SoftTimeLimitExceeded
 
         with self._lock:
@@ -158,9 +193,11 @@ class JobRunner:
                 log.warning("bgcb-celery: job %s is already running in this process; message skipped", job_id)
                 return
             self.executing.add(job_id)
+            if payload is not None:
+                self.payloads[job_id] = payload
         try:
             try:
-                self.heart.start(job_id)
+                self.beats[job_id] = self.heart.start(job_id)
             except StoreUnavailable as exc:
                 log.error("bgcb-celery: cannot start job %s (%s); returning it to the queue", job_id, exc)
                 raise Reject(str(exc), requeue=True) from exc
@@ -175,9 +212,11 @@ class JobRunner:
                 log.error("bgcb-celery: job %s reached its time limit outside the callback", job_id)
             finally:
                 # A run that did not claim the job (cancelled or expired before it started, or a
-                # duplicate message of a job another worker runs) leaves the key to expire.
-                self.heart.stop(job_id, remove=job_id in self.claimed)
+                # duplicate message of a job another worker runs) leaves its payload alone.
+                self.heart.stop(job_id, ended=job_id in self.claimed)
         finally:
             self.executing.discard(job_id)
+            self.payloads.pop(job_id, None)
+            self.beats.pop(job_id, None)
             self.claimed.discard(job_id)
             self.appended.discard(job_id)

@@ -1,0 +1,83 @@
+"""The Redis key layout of bgcb-celery and its record format (see :mod:`bgcb_celery.store`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+#: Separates the parts of a record (JSON escapes it, so data never holds it raw).
+SEP = "\x1f"
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names under one prefix."""
+
+    prefix: str
+
+    def rec(self, job_id: str) -> str:
+        return f"{self.prefix}:rec:{job_id}"
+
+    def payload(self, job_id: str) -> str:
+        return f"{self.prefix}:payload:{job_id}"
+
+    def upd(self, job_id: str) -> str:
+        return f"{self.prefix}:upd:{job_id}"
+
+    def worker(self, name: str) -> str:
+        return f"{self.prefix}:worker:{name}"
+
+    def cache(self, cache_key: str) -> str:
+        return f"{self.prefix}:cache:{cache_key}"
+
+    @property
+    def secret(self) -> str:
+        return f"{self.prefix}:secret"
+
+
+@dataclass(frozen=True)
+class Record:
+    """A job's record: the core's state and data, the worker's ``mark`` ("0": it appended no
+    updates) and ``beat`` (its heartbeat count when it claimed the job), and ``until``: when the
+    writer meant it to expire (ms since the epoch), so that a compare-and-set that puts it back
+    gives it the same end instead of a new TTL."""
+
+    state: str
+    data: str
+    mark: str = ""
+    beat: str = ""
+    until: str = ""
+
+    def encode(self) -> str:
+        return SEP.join((self.state, self.mark, self.beat, self.until, self.data))
+
+    @classmethod
+    def decode(cls, text: str) -> Record | None:
+        parts = text.split(SEP, 4)
+        return cls(parts[0], parts[4], parts[1], parts[2], parts[3]) if len(parts) == 5 else None
+
+    @property
+    def worker(self) -> str | None:
+        """``host:pid`` of the process running the job, as the core's data names it."""
+        try:
+            name = json.loads(self.data).get("worker")
+        except (ValueError, AttributeError):
+            return None
+        return name if isinstance(name, str) and name else None
+
+
+def alive_from(job_id: str, record: Record, beat: str | None) -> bool | None:
+    """Whether the worker of a running job still runs it, from its heartbeat ``"count id id ..."``.
+
+    Listed: alive. Not listed, but the heartbeat was not written since the
+    claim (its count is not past the one the claim recorded): alive, the next
+    beat lists it. Not listed in a later beat: the process no longer runs it.
+    """
+    assert beat is not None
+    count, _, ids = beat.partition(" ")
+    if job_id in ids.split():
+        return True
+    try:
+        return int(count) <= int(record.beat)
+    except ValueError:
+        return None
