@@ -85,6 +85,9 @@ def test_submit_stores_the_record_and_sends_the_job_in_its_message(backend) -> N
     assert message["soft_time_limit"] == 5.0
     assert message["time_limit"] > 5.0 + jobs.settings["cancel_grace"], "the hard limit leaves the grace"
     assert "soft_time_limit" not in fake.sent[1], "no time limit without a timeout"
+    big = jobs.submit(Job(callback="0" * 16, args=["x" * 20_000]))
+    assert fake.sent[-1]["kwargs"] == {"store": jobs.plugin.store_id}, "a large job stays only in Redis"
+    assert len(jobs.hook.bgcb_load(job_id=big)) > 20_000
 
 
 def test_positions_follow_the_broker_and_are_unknown_elsewhere(backend, redis_client, redis_server) -> None:

@@ -138,7 +138,7 @@ class CeleryBackend:
             self.celery.send_task(
                 TASK_NAME,
                 args=[job_id],
-                kwargs={"store": self.store_id, "job": job},
+                kwargs={"store": self.store_id, **({"job": job} if len(job) <= defaults.MESSAGE_JOB_MAX else {})},
                 task_id=job_id,
                 queue=self.queue,
                 serializer="json",

@@ -32,6 +32,9 @@ HARD_LIMIT_MARGIN = 0.5
 QUIET_EXTRA = 1.0
 #: Most updates one read drains (the rest come with the next read, in order).
 DRAIN_MAX = 100_000
+#: Largest job text (characters) carried in its task message, saving the worker a read; a larger
+#: job stays only in Redis (inputs of that size would double the broker's memory and traffic).
+MESSAGE_JOB_MAX = 16_384
 #: Most messages of the broker's list read to find a queued job's place (beyond it: place unknown).
 POSITION_SCAN = 10_000
 #: Seconds an idle worker process keeps beating (after it, the next job writes a beat before its claim).

@@ -14,25 +14,29 @@ from __future__ import annotations
 #: end its writer gave it. A write without a heartbeat count (the web's: cancel,
 #: lost) keeps the claim's, which says whether the worker still runs the job
 #: (one more SET, only then). A retried call whose first attempt landed (its
-#: reply lost with the connection) finds its own record and answers 1 (the
-#: core's data carries the writer's timestamps and name, so no other writer's
-#: is the same). A missing record is not created.
+#: reply lost with the connection) finds its own record, whatever its end time,
+#: and answers 1 (the core's data carries the writer's timestamps and name, so
+#: no other writer's is the same). A missing record is not created.
 #: KEYS: record.  ARGV: state, mark, beat, until (ms), data, ttl ms, expected state...
 CAS = r"""
 local sep = '\031'
-local function record(beat)
-  return ARGV[1] .. sep .. ARGV[2] .. sep .. beat .. sep .. ARGV[4] .. sep .. ARGV[5]
+local function record(beat, untl)
+  return ARGV[1] .. sep .. ARGV[2] .. sep .. beat .. sep .. untl .. sep .. ARGV[5]
 end
-local new = record(ARGV[3])
+local new = record(ARGV[3], ARGV[4])
 local old = redis.call('SET', KEYS[1], new, 'PX', ARGV[6], 'GET')
 if not old then
   redis.call('DEL', KEYS[1])
   return 0
 end
 local cur, beat, untl = string.match(old, '^([^\031]*)\031[^\031]*\031([^\031]*)\031([^\031]*)\031')
-local kept = new
-if ARGV[3] == '' and beat and beat ~= '' then kept = record(beat) end
-if old == kept then return 1 end
+local own = ARGV[3]
+if own == '' and beat and beat ~= '' then own = beat end
+local kept = record(own, ARGV[4])
+if old == record(own, untl or '') then
+  if kept ~= new then redis.call('SET', KEYS[1], kept, 'PX', ARGV[6]) end
+  return 1
+end
 for i = 7, #ARGV do
   if ARGV[i] == cur then
     if kept ~= new then redis.call('SET', KEYS[1], kept, 'PX', ARGV[6]) end
