@@ -96,12 +96,14 @@ class Holding:
 
         Beyond ``limit`` waiting requests it reads once and returns: the
         browser falls back to plain polling instead of queueing on the server.
-        Reads back off from 1 ms to 50 ms (doubling), so a job's end is seen within ~50 ms.
+        Reads come every ``HOLD_PAUSE_FIRST`` for the first ``HOLD_FAST`` seconds (most
+        short jobs end then), then back off (doubling) to one per 50 ms.
         """
         if seconds <= 0 or not self._enter(limit):
             return snap if snap is not None else self._poll(job_id)
         try:
-            deadline = time.monotonic() + seconds
+            began = time.monotonic()
+            deadline, fast = began + seconds, began + defaults.HOLD_FAST
             pause = defaults.HOLD_PAUSE_FIRST
             while True:
                 now = time.monotonic()
@@ -112,7 +114,8 @@ class Holding:
                     stop.wait(nap)
                 else:
                     time.sleep(nap)
-                pause = min(pause * 2, defaults.HOLD_PAUSE_MAX)
+                if now >= fast:
+                    pause = min(pause * 2, defaults.HOLD_PAUSE_MAX)
                 snap = self._poll(job_id)
         finally:
             self._leave()
