@@ -56,24 +56,33 @@ class Record:
         parts = text.split(SEP, 4)
         return cls(parts[0], parts[4], parts[1], parts[2], parts[3]) if len(parts) == 5 else None
 
+    def _field(self, name: str) -> object:
+        """One field of the core's data (None when the data is not a JSON object)."""
+        try:
+            return json.loads(self.data).get(name)
+        except (ValueError, AttributeError):
+            return None
+
     @property
     def worker(self) -> str | None:
         """``host:pid`` of the process running the job, as the core's data names it."""
-        try:
-            name = json.loads(self.data).get("worker")
-        except (ValueError, AttributeError):
-            return None
+        name = self._field("worker")
         return name if isinstance(name, str) and name else None
 
+    @property
+    def submitted_at(self) -> float:
+        """When the job was submitted (0 when the data does not say): the order of ``bgcb jobs``."""
+        when = self._field("submitted_at")
+        return float(when) if isinstance(when, int | float) else 0.0
 
-def alive_from(job_id: str, record: Record, beat: str | None) -> bool | None:
+
+def alive_from(job_id: str, record: Record, beat: str) -> bool | None:
     """Whether the worker of a running job still runs it, from its heartbeat ``"count id id ..."``.
 
     Listed: alive. Not listed, but the heartbeat was not written since the
     claim (its count is not past the one the claim recorded): alive, the next
     beat lists it. Not listed in a later beat: the process no longer runs it.
     """
-    assert beat is not None
     count, _, ids = beat.partition(" ")
     if job_id in ids.split():
         return True

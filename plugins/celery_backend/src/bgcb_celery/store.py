@@ -2,7 +2,7 @@
 
 Keys under one prefix (default ``bgcb``)::
 
-    <prefix>:rec:<id>        the record: "state SEP mark SEP beat SEP data"  TTL: the core's ttl of the last write
+    <prefix>:rec:<id>        the record: "state SEP mark SEP beat SEP until SEP data"  TTL: the core's ttl of the last write
     <prefix>:payload:<id>    the job text                        TTL: job_ttl (dropped by the worker once ended)
     <prefix>:upd:<id>        list of update texts, oldest first  TTL: job_ttl from its creation
     <prefix>:worker:<name>   heartbeat of a worker process: "beat id id ..." (the jobs it runs)  TTL: heartbeat_ttl
@@ -23,7 +23,6 @@ restart.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -293,15 +292,8 @@ class RedisStore:
             if rec is not None and rec.state == "running":
                 running.append(job_id)
             elif rec is not None and rec.state == "queued":
-                queued.append((_submitted(rec), job_id))
+                queued.append((rec.submitted_at, job_id))
         return sorted(running) + [job_id for _, job_id in sorted(queued)]
-
-
-def _submitted(rec: Record) -> float:
-    try:
-        return float(json.loads(rec.data).get("submitted_at") or 0.0)
-    except (ValueError, AttributeError, TypeError):
-        return 0.0
 
 
 def stored_for_outage(last: Stored | None) -> Stored:
