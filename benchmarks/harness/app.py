@@ -56,7 +56,10 @@ BALLAST_MB = int(os.environ.get("BENCH_BALLAST_MB") or 0)
 in_web = os.environ.get("BENCH_WEB") == "1" and not os.environ.get("BGCB_DISKCACHE_IN_POOL")
 ballast = [(float(i), str(i)) for i in range(BALLAST_MB * 6_000)] if BALLAST_MB and in_web else []
 
-app = Dash(__name__, background_callback_manager=manager)
+# Every side dispatches the same way: Dash turns async dispatch on by itself wherever asgiref is
+# installed (bgcb's environment has it, the Dash CeleryManager's does not), and on Flask that costs
+# each request a new event loop (about 1 ms of CPU), whatever the manager.
+app = Dash(__name__, background_callback_manager=manager, use_async=False)
 server = app.server
 #: One callback per job length, as an app has: each callback's jobs take about the same time.
 #: ``go-<name>`` runs a job that sleeps that long and answers ``out-<name>`` with its n_clicks.

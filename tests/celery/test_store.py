@@ -167,6 +167,28 @@ def test_alive_follows_the_workers_heartbeat(backend, redis_client) -> None:
     assert jobs.hook.bgcb_read(job_id=job_id, drain=True).alive is None, "no deaths declared right after an outage"
 
 
+def test_a_job_seen_running_is_read_in_one_script_call_with_the_same_answer(backend, redis_client) -> None:
+    jobs, _ = backend
+    store = jobs.plugin.store
+    job_id = jobs.submit(_job())
+    store.beat("host:1", 1, [job_id], [])
+    _running(jobs, job_id)
+    store.append(job_id, '{"n":1}', 60)
+    plain, scripted = store.read(job_id, drain=False), store.read(job_id, drain=False, running=True)
+    assert plain == scripted and scripted.alive is True and scripted.updates == []
+    assert store.read(job_id, drain=True, running=True).updates == ['{"n":1}'], "drains like the plain read"
+    store.beat("host:1", 2, [], [])
+    assert store.read(job_id, drain=True, running=True).alive is False
+    assert store.cas(job_id, ["running"], "succeeded", "{}", 60)
+    ended = store.read(job_id, drain=True, running=True)
+    assert (ended.state, ended.alive, ended.updates) == ("succeeded", None, [])
+    assert store.read("q" * 24, drain=True, running=True) is None
+    before = redis_client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+    jobs.hook.bgcb_read(job_id=jobs.submit(_job()), drain=True)  # never seen running: a plain GET (and its queue place)
+    after = redis_client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+    assert after - before == 1, "only the queue-place script"
+
+
 def test_stop_revokes_only_a_job_that_still_runs(backend) -> None:
     jobs, fake = backend
     running, finished = jobs.submit(_job()), jobs.submit(_job())

@@ -157,8 +157,10 @@ class CeleryBackend:
     def bgcb_read(self, job_id: str, drain: bool) -> Stored | None:
         if self._patient(job_id):
             return self.store.read(job_id, drain, patient=True)
+        with self._lock:
+            last = self._recent.get(job_id)
         try:
-            stored = self.store.read(job_id, drain)
+            stored = self.store.read(job_id, drain, running=last is not None and last.state == "running")
         except StoreUnavailable:
             # A poll during a short outage keeps the browser waiting (see stored_for_outage).
             age = self.store.outage_age()

@@ -77,3 +77,26 @@ end
 if bound < total then return -2 end
 return -1
 """
+
+#: One round trip for a poll of a job last seen running: the record, the
+#: heartbeat of the worker process its data names, and (draining, unless the
+#: job ended without updates) its updates. A job's first poll, or one of a job
+#: not seen running, is a plain GET instead (one command, enough for a job
+#: that already ended). The heartbeat key is built here from the record, so
+#: the store needs a single Redis server (not a cluster).
+#: KEYS: record, updates.  ARGV: heartbeat key prefix, drain (0/1), drain max.
+#: Returns nil (no record) or {record, heartbeat|nil, updates|nil}.
+READ_RUNNING = r"""
+local rec = redis.call('GET', KEYS[1])
+if not rec then return false end
+local state, mark = string.match(rec, '^([^\031]*)\031([^\031]*)\031')
+local beat, updates = false, false
+if state == 'running' then
+  local worker = string.match(rec, '"worker"%s*:%s*"([^"]*)"')
+  if worker then beat = redis.call('GET', ARGV[1] .. worker) end
+end
+if ARGV[2] == '1' and mark ~= '0' and state ~= 'queued' then
+  updates = redis.call('LPOP', KEYS[2], ARGV[3])
+end
+return {rec, beat, updates}
+"""

@@ -78,6 +78,7 @@ class RedisStore:
         )
         self._cas = self.redis.register_script(scripts.CAS)
         self._position = self.redis.register_script(scripts.POSITION)
+        self._read_script = self.redis.register_script(scripts.READ_RUNNING)
         self._outage_since: float | None = None
         self._last_outage = float("-inf")
 
@@ -157,17 +158,18 @@ class RedisStore:
             return None
         return None if text is None else Record.decode(str(text))
 
-    def read(self, job_id: str, drain: bool, patient: bool = False) -> Stored | None:
-        """One GET for a queued or ended job; a running one's heartbeat (and a drain) in one more round trip."""
+    def read(self, job_id: str, drain: bool, patient: bool = False, running: bool = False) -> Stored | None:
+        """One GET for a queued or ended job; a running one's heartbeat (and a drain) in one more round trip,
+        or everything in one script call when the caller last saw the job ``running``."""
+        if running:
+            return self._read_running(job_id, drain, patient)
         rec = self.record(job_id, patient)
         if rec is None:
             return None
-        if rec.state == "queued":
-            return Stored(rec.state, rec.data, position=self.position(job_id))
-        updates = drain and rec.mark != "0"
+        updates = drain and rec.mark != "0" and rec.state != "queued"
         worker = rec.worker if rec.state == "running" else None
         if not updates and worker is None:
-            return Stored(rec.state, rec.data)
+            return self._stored(job_id, rec, [], None)
 
         def more() -> list[Any]:
             pipe = self.redis.pipeline(transaction=False)
@@ -179,9 +181,25 @@ class RedisStore:
 
         replies = self.call(more, patient)
         drained = list(replies.pop(0) or []) if updates else []
+        return self._stored(job_id, rec, drained, replies[0] if worker is not None else None)
+
+    def _read_running(self, job_id: str, drain: bool, patient: bool) -> Stored | None:
+        keys = [self.keys.rec(job_id), self.keys.upd(job_id)]
+        args: list[str | int] = [self.keys.worker(""), int(drain), defaults.DRAIN_MAX]
+        try:
+            reply = self.call(lambda: self._read_script(keys=keys, args=args), patient)
+        except redis.ResponseError:  # not a string: a key of another layout under this prefix
+            return None
+        rec = Record.decode(str(reply[0])) if reply else None
+        return None if rec is None else self._stored(job_id, rec, list(reply[2] or []), reply[1])
+
+    def _stored(self, job_id: str, rec: Record, drained: list[str], beat: str | None) -> Stored:
+        """The read of ``rec``: its queue place while queued, whether its worker still runs it while running."""
+        if rec.state == "queued":
+            return Stored(rec.state, rec.data, position=self.position(job_id))
+        worker = rec.worker if rec.state == "running" else None
         if worker is None:
             return Stored(rec.state, rec.data, drained)
-        beat = replies[0]
         if beat is None:
             if self.quiet():
                 return Stored(rec.state, rec.data, drained)
