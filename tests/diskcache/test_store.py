@@ -62,6 +62,20 @@ def test_fifo_positions_and_a_claim_lists_its_holder_at_once(tmp_path) -> None:
     assert backend.jobs() is not None and [j for j, _ in backend.jobs()] == ids
 
 
+def test_the_claimed_job_is_loaded_without_a_second_read(tmp_path, monkeypatch) -> None:
+    backend = _backend(tmp_path)
+    store: Store = backend.plugin.store
+    first, second = backend.submit(_job()), backend.submit(Job(callback="k", args=[2]))
+    expected = store.load(first)
+    assert store.claim(pid=7) == first
+    reads: list[str] = []
+    real = store._record
+    monkeypatch.setattr(store, "_record", lambda job_id: reads.append(job_id) or real(job_id))
+    assert store.load(first) == expected and reads == [], "the claim's read serves the core's load"
+    assert store.load(first) == expected and reads == [first], "once: a later load reads the store"
+    assert '"args":[2]' in str(store.load(second)) and reads[-1] == second
+
+
 def test_a_cancelled_queued_job_leaves_the_queue_and_is_never_claimed(tmp_path) -> None:
     backend = _backend(tmp_path)
     store: Store = backend.plugin.store

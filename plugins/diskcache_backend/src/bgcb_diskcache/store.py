@@ -87,6 +87,8 @@ class Store:
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
+        #: The job text the last claim read (id, text): the core loads it next, without a second read.
+        self._claimed: tuple[str, str] | None = None
         os.makedirs(directory, exist_ok=True)
         self.cache = Cache(
             directory,
@@ -150,6 +152,9 @@ class Store:
         return Stored(record["state"], record["data"], updates, position)
 
     def load(self, job_id: str) -> str | None:
+        claimed, self._claimed = self._claimed, None
+        if claimed is not None and claimed[0] == job_id:
+            return claimed[1]
         record, _ = self._record(job_id)
         return None if record is None else str(record["job"])
 
@@ -226,7 +231,8 @@ class Store:
             entry = {"pid": pid, "started_at": time.time(), "timeout": record.get("timeout"), "stop_at": None}
             running[job_id] = entry
             self._set(RUNNING, running)
-            return job_id
+        self._claimed = (job_id, str(record["job"]))
+        return job_id
 
     def unlist(self, job_id: str, pid: int | None = None) -> None:
         """Drop ``job_id`` from the running list (only if ``pid`` holds it, when given)."""
