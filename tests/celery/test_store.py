@@ -189,6 +189,25 @@ def test_a_job_seen_running_is_read_in_one_script_call_with_the_same_answer(back
     assert after - before == 1, "only the queue-place script"
 
 
+def test_a_record_bgcb_did_not_write_reads_as_an_unknown_job(backend, redis_client) -> None:
+    jobs, _ = backend
+    keys = jobs.plugin.store.keys
+    garbled, hashed, shapeless = jobs.submit(_job()), jobs.submit(_job()), jobs.submit(_job())
+    jobs.plugin.store.beat("host:1", 1, [garbled], [])
+    _running(jobs, garbled)
+    assert jobs.hook.bgcb_read(job_id=garbled, drain=True).state == "running"  # seen running: read in one call next
+    redis_client.set(keys.rec(garbled), b"\xff\xfe not utf-8")
+    redis_client.set(keys.payload(garbled), b"\xff")
+    redis_client.delete(keys.rec(hashed))
+    redis_client.hset(keys.rec(hashed), "s", "running")
+    redis_client.set(keys.rec(shapeless), "no separators")
+    for job_id in (garbled, hashed, shapeless):
+        assert jobs.hook.bgcb_read(job_id=job_id, drain=True) is None
+        assert jobs.hook.bgcb_read(job_id=job_id, drain=True) is None, "and again"
+        assert jobs.status(job_id).state.value == "unknown"
+    assert jobs.hook.bgcb_load(job_id=garbled) is None
+
+
 def test_stop_revokes_only_a_job_that_still_runs(backend) -> None:
     jobs, fake = backend
     running, finished = jobs.submit(_job()), jobs.submit(_job())

@@ -40,6 +40,9 @@ from .layout import Keys, Record, alive_from
 log = logging.getLogger("bgcb.celery")
 T = TypeVar("T")
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+#: A key bgcb cannot have written: not a string (another layout under this prefix), or not UTF-8 text.
+#: It reads as no record (an unknown job), never as a server error.
+UNREADABLE = (redis.ResponseError, UnicodeDecodeError)
 
 
 class StoreUnavailable(BgcbError, ConnectionError):
@@ -154,8 +157,8 @@ class RedisStore:
     def record(self, job_id: str, patient: bool = False) -> Record | None:
         try:
             text = self.call(lambda: self.redis.get(self.keys.rec(job_id)), patient)
-        except redis.ResponseError:  # not a string: a key of another layout under this prefix
-            return None
+        except UNREADABLE as exc:
+            return _unreadable(job_id, exc)
         return None if text is None else Record.decode(str(text))
 
     def read(self, job_id: str, drain: bool, patient: bool = False, running: bool = False) -> Stored | None:
@@ -188,8 +191,8 @@ class RedisStore:
         args: list[str | int] = [self.keys.worker(""), int(drain), defaults.DRAIN_MAX]
         try:
             reply = self.call(lambda: self._read_script(keys=keys, args=args), patient)
-        except redis.ResponseError:  # not a string: a key of another layout under this prefix
-            return None
+        except UNREADABLE as exc:
+            return _unreadable(job_id, exc)
         rec = Record.decode(str(reply[0])) if reply else None
         return None if rec is None else self._stored(job_id, rec, list(reply[2] or []), reply[1])
 
@@ -220,7 +223,10 @@ class RedisStore:
         return None if found == -2 else max(0, found)
 
     def load(self, job_id: str, patient: bool = False) -> str | None:
-        text = self.call(lambda: self.redis.get(self.keys.payload(job_id)), patient)
+        try:
+            text = self.call(lambda: self.redis.get(self.keys.payload(job_id)), patient)
+        except UNREADABLE as exc:
+            return _unreadable(job_id, exc)
         return None if text is None else str(text)
 
     def cas(
@@ -312,6 +318,11 @@ class RedisStore:
             elif rec is not None and rec.state == "queued":
                 queued.append((rec.submitted_at, job_id))
         return sorted(running) + [job_id for _, job_id in sorted(queued)]
+
+
+def _unreadable(job_id: str, exc: BaseException) -> None:
+    log.warning("bgcb-celery: the stored record of job %s is not one bgcb wrote (%s); it reads as unknown", job_id, exc)
+    return None
 
 
 def stored_for_outage(last: Stored | None) -> Stored:
