@@ -95,6 +95,16 @@ def test_job_is_stored_as_json_text(held) -> None:
         held.submit(_job(args={"n": object()}))
 
 
+def test_deeply_nested_inputs_are_stored_as_given(held) -> None:
+    deep: list = []
+    inner = deep
+    for _ in range(900):  # JSON that Flask and Dash accept; a recursive copy of it would not survive
+        inner.append([])
+        inner = inner[0]
+    job_id = held.submit(Job(callback="k", args=[deep]))
+    assert Job.from_json(json.loads(held.hook.bgcb_load(job_id=job_id))).args == [deep]
+
+
 def test_cancel_is_idempotent_and_final(held, events) -> None:
     job_id = held.submit(_job())
     assert held.status(job_id).position == 0

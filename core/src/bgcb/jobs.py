@@ -11,7 +11,7 @@ import enum
 import re
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 __all__ = [
@@ -32,6 +32,12 @@ _ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{24}")  # ASCII only: str.isalnum() would 
 def new_job_id() -> str:
     """A fresh opaque job id: random, URL-safe, never a pid or a counter."""
     return secrets.token_urlsafe(_ID_BYTES)
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields as a dict, values as they are: ``asdict`` would copy (and recurse through)
+    the callback's arguments and values, failing on nesting JSON itself accepts."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
 
 
 def is_job_id(value: object) -> bool:
@@ -95,7 +101,7 @@ class Job:
     submitted_at: float = field(default_factory=time.time)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return _fields(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Job:
@@ -163,7 +169,7 @@ class Outcome:
         return self.state is State.SUCCEEDED
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return _fields(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Outcome:
