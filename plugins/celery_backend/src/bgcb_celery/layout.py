@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 
 #: Separates the parts of a record (JSON escapes it, so data never holds it raw).
 SEP = "\x1f"
@@ -63,9 +64,9 @@ class Record:
         except (ValueError, AttributeError):
             return None
 
-    @property
+    @cached_property
     def worker(self) -> str | None:
-        """``host:pid`` of the process running the job, as the core's data names it."""
+        """``host:pid`` of the process running the job, as the core's data names it (parsed once per read)."""
         name = self._field("worker")
         return name if isinstance(name, str) and name else None
 

@@ -53,6 +53,11 @@ def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
 
+def _until(ttl: float) -> str:
+    """The end a write with ``ttl`` gives its record, in ms since the epoch (kept in the record)."""
+    return str(int(time.time() * 1000) + _ms(ttl))
+
+
 def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
@@ -140,8 +145,7 @@ class RedisStore:
     def enqueue(self, job_id: str, job: str, data: str, ttl: float) -> None:
         def write() -> None:
             pipe = self.redis.pipeline(transaction=False)
-            until = str(int(time.time() * 1000) + _ms(ttl))
-            pipe.set(self.keys.rec(job_id), Record("queued", data, until=until).encode(), px=_ms(ttl))
+            pipe.set(self.keys.rec(job_id), Record("queued", data, until=_until(ttl)).encode(), px=_ms(ttl))
             pipe.set(self.keys.payload(job_id), job, px=_ms(ttl))
             pipe.execute()
 
@@ -244,8 +248,7 @@ class RedisStore:
         """The compare-and-set of the contract; ``no_updates`` marks an ended job that appended none,
         ``beat`` is the claiming worker's heartbeat count, ``ran_here``: this process claimed the job
         (its heartbeat drops the payload once it ended; other ends expire it with the record)."""
-        until = int(time.time() * 1000) + _ms(ttl)
-        args: list[str | int] = [state, "0" if no_updates else "", beat, until, data, _ms(ttl), *expect]
+        args: list[str | int] = [state, "0" if no_updates else "", beat, _until(ttl), data, _ms(ttl), *expect]
         done = bool(self.call(lambda: self._cas(keys=[self.keys.rec(job_id)], args=args), patient))
         if done and not ran_here and state not in ("queued", "running"):  # a cancel, a lost job, the kit
             self.call(lambda: self.redis.pexpire(self.keys.payload(job_id), _ms(ttl)), patient)  # the text goes with it
