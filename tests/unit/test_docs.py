@@ -23,7 +23,7 @@ REQUIRED_PART = "Required hooks"
 
 
 def _hooks(spec: type) -> dict[str, Callable[..., object]]:
-    return {name: value for name, value in vars(spec).items() if name.startswith("bgcb_")}
+    return {name: getattr(spec, name) for name in dir(spec) if name.startswith("bgcb_")}
 
 
 BACKEND = _hooks(hookspecs.BackendSpec)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bgcb import hold
+from bgcb import defaults, hold
 from bgcb.gate import Gate, HeldFirst
 from bgcb.hold import Call, Holding, Io, Reply, with_handles
 from bgcb.jobs import Snapshot, State, Status
@@ -67,6 +67,26 @@ def test_a_wait_ends_when_stopped_or_out_of_time() -> None:
     stop.set()
     assert Holding(Reads(RUNNING)).wait("j", 10.0, limit=1, stop=stop).status.state is State.RUNNING
     assert Holding(Reads(RUNNING)).wait("j", 0.02, limit=1, snap=RUNNING).status.state is State.RUNNING
+
+
+def test_a_backend_that_can_wait_for_a_change_is_read_only_when_woken() -> None:
+    """With bgcb_wait the core reads after each wake-up (or each bounded wait), not on its half-millisecond schedule."""
+    waits: list[float] = []
+
+    def watch(job_id: str, seconds: float) -> bool:
+        waits.append(seconds)
+        return len(waits) >= 3  # two waits time out, the third is woken by the change
+
+    reads = Reads(RUNNING, RUNNING, DONE)
+    assert Holding(reads, watch).wait("j", 10.0, limit=1, snap=RUNNING) is DONE
+    assert reads.count == 3 and len(waits) == 3, "one read after each wait"
+    assert all(0 < s <= defaults.HOLD_PAUSE_MAX for s in waits), "each wait is bounded, so a missed wake-up costs little"
+
+
+def test_a_backend_that_cannot_wait_here_falls_back_to_the_schedule() -> None:
+    reads, calls = Reads(RUNNING, RUNNING, DONE), []
+    assert Holding(reads, lambda job_id, seconds: calls.append(seconds)).wait("j", 10.0, limit=1, snap=RUNNING) is DONE
+    assert reads.count == 3 and len(calls) == 3, "asked each time, then the scheduled sleep"
 
 
 def test_waits_beyond_the_limit_answer_at_once() -> None:

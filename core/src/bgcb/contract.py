@@ -42,7 +42,7 @@ class BackendPlugin(Protocol):
     def bgcb_append(self, job_id: str, update: str, ttl: float) -> None: ...
 
 
-_SPECS = sorted(n for n in vars(hookspecs.BackendSpec) if n.startswith("bgcb_"))
+_SPECS = sorted(n for n in dir(hookspecs.BackendSpec) if n.startswith("bgcb_"))
 _OBSERVER_SPECS = sorted(n for n in vars(hookspecs.ObserverSpec) if n.startswith("bgcb_"))
 
 

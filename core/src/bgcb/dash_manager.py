@@ -42,15 +42,23 @@ class _JobFn:
 
 
 def _jsonable_context(context: dict[str, Any]) -> dict[str, Any]:
-    """The JSON-able part of Dash's callback context, for the worker."""
+    """The JSON-able part of Dash's callback context, for the worker (encoded whole when it can be:
+    one encoder call instead of one per key)."""
     from .runner import to_jsonable
 
-    out: dict[str, Any] = {}
+    kept: dict[str, Any] = {}
     for key, value in dict(context).items():
         if key in _CONTEXT_DROP:
             continue
         if key == "args" and value is not None and not isinstance(value, dict):
             value = dict(value)
+        kept[key] = value
+    try:
+        return dict(to_jsonable(kept))
+    except Exception:
+        pass
+    out: dict[str, Any] = {}
+    for key, value in kept.items():
         try:
             out[key] = to_jsonable(value)
         except Exception:
@@ -98,7 +106,7 @@ class DashManager(compat.BaseManager):
         self.hold_first = float(hold_first)
         #: Held requests per process (None: the server's default, see :mod:`bgcb.defaults`).
         self.hold_max = hold_max
-        self.holding = Holding(backend.poll)
+        self.holding = Holding(backend.poll, backend.wait)
         self._gate_by_hook = serve.register()
         super().__init__(cache_by)
 

@@ -68,8 +68,10 @@ class Holding:
     """Bounded waits on one backend. The bound is per process: a request waits only while
     fewer than its ``limit`` requests of this process (of every manager) are waiting."""
 
-    def __init__(self, poll: Callable[[str], Snapshot]) -> None:
+    def __init__(self, poll: Callable[[str], Snapshot], watch: Callable[[str, float], bool | None] | None = None) -> None:
         self._poll = poll
+        #: The backend's wait for a change (:meth:`bgcb.lifecycle.Lifecycle.wait`), if it has one.
+        self._watch = watch
 
     @property
     def held(self) -> int:
@@ -84,6 +86,16 @@ class Holding:
             _held += 1
             return True
 
+    def _watched(self, job_id: str, seconds: float) -> bool | None:
+        """The backend's wait for a change of ``job_id``; None: it has none (or it failed), so sleep instead."""
+        if self._watch is None:
+            return None
+        try:
+            return self._watch(job_id, seconds)
+        except Exception:
+            self._watch = None  # broken: this manager reads on the schedule from now on
+            return None
+
     def _leave(self) -> None:
         global _held
         with _held_lock:
@@ -96,8 +108,11 @@ class Holding:
 
         Beyond ``limit`` waiting requests it reads once and returns: the
         browser falls back to plain polling instead of queueing on the server.
-        Reads come every ``HOLD_PAUSE_FIRST`` for the first ``HOLD_FAST`` seconds (most
-        short jobs end then), then back off (doubling) to one per 50 ms.
+        A backend that can tell when a job changes (``bgcb_wait``) wakes the
+        wait, and a read follows at once; at least one read per
+        ``HOLD_PAUSE_MAX`` bounds a missed wake-up. Otherwise reads come every
+        ``HOLD_PAUSE_FIRST`` for the first ``HOLD_FAST`` seconds (most short
+        jobs end then), then back off (doubling) to one per ``HOLD_PAUSE_MAX``.
         """
         if seconds <= 0 or not self._enter(limit):
             return snap if snap is not None else self._poll(job_id)
@@ -109,13 +124,14 @@ class Holding:
                 now = time.monotonic()
                 if snap is not None and (news(snap) or now >= deadline or (stop is not None and stop.is_set())):
                     return snap
-                nap = max(0.0, min(pause, deadline - now))
-                if stop is not None:
-                    stop.wait(nap)
-                else:
-                    time.sleep(nap)
-                if now >= fast:
-                    pause = min(pause * 2, defaults.HOLD_PAUSE_MAX)
+                if self._watched(job_id, max(0.0, min(defaults.HOLD_PAUSE_MAX, deadline - now))) is None:
+                    nap = max(0.0, min(pause, deadline - now))
+                    if stop is not None:
+                        stop.wait(nap)
+                    else:
+                        time.sleep(nap)
+                    if now >= fast:
+                        pause = min(pause * 2, defaults.HOLD_PAUSE_MAX)
                 snap = self._poll(job_id)
         finally:
             self._leave()

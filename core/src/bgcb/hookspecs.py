@@ -65,6 +65,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pluggy
 
+from .hookspecs_v1 import V1_HOOKS as V1_HOOKS
+from .hookspecs_v1 import ContractOneSpec
+
 if TYPE_CHECKING:
     from .jobs import Job, Outcome, State
     from .lifecycle import Lifecycle
@@ -87,28 +90,10 @@ PAIRS = (("bgcb_cache_put", "bgcb_cache_get"),)
 Role = Literal["web", "worker", "cli"]
 
 
-def _v1(name: str, instead: str) -> Any:
-    return DeprecationWarning(
-        f"bgcb: {name} is a hook of bgcb's backend contract 1, which the core no longer calls; "
-        f"{instead}. See docs/writing-a-backend.md, 'Moving from contract 1'."
-    )
+class BackendSpec(ContractOneSpec):
+    """Hooks of a backend. All are ``firstresult``: one backend per plugin manager.
 
-
-#: Contract-1 hooks and what replaces each; their specs below warn when implemented.
-V1_HOOKS: dict[str, str] = {
-    "bgcb_submit": "implement bgcb_enqueue (the core mints the id and encodes the job)",
-    "bgcb_status": "implement bgcb_read (the core builds the Status)",
-    "bgcb_progress": "implement bgcb_append and drain in bgcb_read",
-    "bgcb_result": "implement bgcb_read (the outcome is part of the record's data)",
-    "bgcb_cancel": "implement bgcb_cas and optionally bgcb_stop (the core runs cancel)",
-    "bgcb_poll": "implement bgcb_read, one round trip by itself",
-    "bgcb_cached": "implement bgcb_cache_put and bgcb_cache_get",
-    "bgcb_jobs": "implement bgcb_active",
-}
-
-
-class BackendSpec:
-    """Hooks of a backend. All are ``firstresult``: one backend per plugin manager."""
+    The deprecated hooks of contract 1 are inherited from :class:`~bgcb.hookspecs_v1.ContractOneSpec`."""
 
     # -- configuration and life ------------------------------------------------
 
@@ -287,39 +272,19 @@ class BackendSpec:
         has its own secret (set ``server.secret_key`` for several processes).
         """
 
-    # -- contract 1 (deprecated: not called; implementing one warns) ---------------
+    @hookspec(firstresult=True)
+    def bgcb_wait(self, job_id: str, seconds: float) -> bool | None:
+        """Optional: block until ``job_id``'s record may have changed (True) or ``seconds`` pass (False).
 
-    @hookspec(warn_on_impl=_v1("bgcb_submit", V1_HOOKS["bgcb_submit"]))
-    def bgcb_submit(self, job: Job) -> Any:
-        """Contract 1; replaced by :meth:`bgcb_enqueue`."""
-
-    @hookspec(warn_on_impl=_v1("bgcb_status", V1_HOOKS["bgcb_status"]))
-    def bgcb_status(self, job_id: str) -> Any:
-        """Contract 1; replaced by :meth:`bgcb_read`."""
-
-    @hookspec(warn_on_impl=_v1("bgcb_progress", V1_HOOKS["bgcb_progress"]))
-    def bgcb_progress(self, job_id: str) -> Any:
-        """Contract 1; replaced by :meth:`bgcb_append` and :meth:`bgcb_read`."""
-
-    @hookspec(warn_on_impl=_v1("bgcb_result", V1_HOOKS["bgcb_result"]))
-    def bgcb_result(self, job_id: str) -> Any:
-        """Contract 1; replaced by :meth:`bgcb_read`."""
-
-    @hookspec(warn_on_impl=_v1("bgcb_cancel", V1_HOOKS["bgcb_cancel"]))
-    def bgcb_cancel(self, job_id: str) -> Any:
-        """Contract 1; replaced by :meth:`bgcb_cas` and :meth:`bgcb_stop`."""
-
-    @hookspec(warn_on_impl=_v1("bgcb_poll", V1_HOOKS["bgcb_poll"]))
-    def bgcb_poll(self, job_id: str) -> Any:
-        """Contract 1; replaced by :meth:`bgcb_read`."""
-
-    @hookspec(warn_on_impl=_v1("bgcb_cached", V1_HOOKS["bgcb_cached"]))
-    def bgcb_cached(self, cache_key: str) -> Any:
-        """Contract 1; replaced by :meth:`bgcb_cache_get`."""
-
-    @hookspec(warn_on_impl=_v1("bgcb_jobs", V1_HOOKS["bgcb_jobs"]))
-    def bgcb_jobs(self) -> Any:
-        """Contract 1; replaced by :meth:`bgcb_active`."""
+        Called by the core in the web process, between reads of a job whose
+        request it holds (``bgcb.manager(hold=...)``), from many threads at
+        once. Waking early or for nothing is allowed (it costs the core one
+        read); so is missing a change (the core bounds every wait). The first
+        call for a job may return True at once, so that the backend starts
+        listening before the core's next read. Return None when it cannot
+        wait here: the core then reads on its own schedule, as it does for
+        a backend without this hook.
+        """
 
 
 class ObserverSpec:

@@ -74,7 +74,7 @@ class Lifecycle:
         self.name = name
         self.hook = hook
         self.settings = settings
-        optional = ("bgcb_stop", "bgcb_cache_get", "bgcb_active", "bgcb_shared_secret")
+        optional = ("bgcb_stop", "bgcb_cache_get", "bgcb_active", "bgcb_shared_secret", "bgcb_wait")
         self._has = {h: bool(getattr(hook, h).get_hookimpls()) for h in optional}
 
     def _cas(self, job_id: str, expect: str, state: State, data: Data | str) -> bool:
@@ -169,6 +169,12 @@ class Lifecycle:
 
     def shared_secret(self, generate: Callable[[], bytes]) -> bytes | None:
         return self.hook.bgcb_shared_secret(generate=generate) if self._has["bgcb_shared_secret"] else None
+
+    def wait(self, job_id: str, seconds: float) -> bool | None:
+        """Block until ``job_id`` may have changed (True) or ``seconds`` pass (False); None if the backend cannot tell."""
+        if not self._has["bgcb_wait"] or not is_job_id(job_id):
+            return None
+        return self.hook.bgcb_wait(job_id=job_id, seconds=seconds)
 
     # -- worker side -----------------------------------------------------------
 

@@ -49,8 +49,15 @@ class JobStopped(BaseException):
 
 def to_jsonable(value: Any) -> Any:
     """``value`` as plain JSON data, encoded the way Dash encodes outputs
-    (Plotly's encoder: figures, numpy arrays, pandas objects, dates)."""
-    return json.loads(to_json_plotly(value))
+    (Plotly's encoder: figures, numpy arrays, pandas objects, dates).
+
+    Plain data (most callback values and the whole callback context) takes the
+    standard library's encoder, which gives the same JSON about twice as fast.
+    """
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError):  # not plain data, or NaN/inf (Plotly's encoder writes null)
+        return json.loads(to_json_plotly(value))
 
 
 def unregistered_outcome(key: str) -> Outcome:

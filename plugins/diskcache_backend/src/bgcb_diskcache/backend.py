@@ -24,6 +24,7 @@ from bgcb.hookspecs import Role
 from bgcb.lifecycle import Lifecycle
 
 from . import autostart, defaults
+from .bell import Bell, Ringer
 from .store import Store
 from .supervisor import Supervisor, pool_lock
 from .wake import Waker
@@ -50,6 +51,8 @@ class DiskcacheBackend:
         self._store: Store | None = None
         self._jobs: Lifecycle | None = None
         self.waker: Waker | None = None
+        self.bell: Bell | None = None
+        self.ringer: Ringer | None = None
         self._autostarted = False
         self._alive_at = 0.0
         #: Connections opened before a fork: kept, never used or closed, in the worker.
@@ -98,6 +101,7 @@ class DiskcacheBackend:
                 "Choose a writable local directory with directory=... or BGCB_DISKCACHE_DIRECTORY."
             ) from exc
         self.waker = Waker(self.directory)
+        self.bell, self.ringer = Bell(self.directory), Ringer(self.directory)
         # "worker" (bgcb worker, the pool) and "cli" never start a pool; nor does
         # any process started from a pool (its environment says so).
         if role == "web" and options["autostart"] and not os.environ.get(defaults.ENV_IN_POOL):
@@ -145,6 +149,8 @@ class DiskcacheBackend:
         self._release_pool()
         if self.waker is not None:
             self.waker.close()
+        if self.ringer is not None:
+            self.ringer.close()
         if self._store is not None:
             self._store.close()
 
@@ -185,11 +191,20 @@ class DiskcacheBackend:
 
     @hookimpl
     def bgcb_cas(self, job_id: str, expect: Sequence[str], state: str, data: str, ttl: float) -> bool:
-        return self.store.cas(job_id, expect, state, data, ttl)
+        changed = self.store.cas(job_id, expect, state, data, ttl)
+        if changed and self.ringer is not None:
+            self.ringer.ring(job_id)
+        return changed
 
     @hookimpl
     def bgcb_append(self, job_id: str, update: str, ttl: float) -> None:
         self.store.append(job_id, update, ttl)
+        if self.ringer is not None:
+            self.ringer.ring(job_id)
+
+    @hookimpl
+    def bgcb_wait(self, job_id: str, seconds: float) -> bool | None:
+        return self.bell.wait(job_id, seconds) if self.bell is not None else None
 
     @hookimpl
     def bgcb_stop(self, job_id: str, after: float) -> None:

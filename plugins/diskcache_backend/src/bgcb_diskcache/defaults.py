@@ -22,6 +22,8 @@ ENV_IN_POOL = "BGCB_DISKCACHE_IN_POOL"
 #: Files in the directory beside the store.
 LOCK_NAME = "supervisor.lock"
 WAKE_NAME = "wake.fifo"
+#: The directory of the web processes' bells (:mod:`bgcb_diskcache.bell`).
+BELLS_NAME = "bells"
 
 #: Seconds between supervisor ticks (a child's exit wakes it at once).
 TICK = 0.2
@@ -39,5 +41,10 @@ SHUTDOWN_WAIT = 3.0
 POOL_STOP_WAIT = 5.0
 #: Seconds an idle worker on a system without exclusive FIFO wake-ups waits before checking its parent.
 IDLE_CHECK = 1.0
+#: Jobs a web process listens for before it forgets those not waited on for BELL_FORGET seconds.
+BELL_WATCHES = 256
+BELL_FORGET = 30.0
+#: Seconds after which a ringer lists the bells again even if the directory looks unchanged.
+BELL_RELIST = 1.0
 #: Seconds SQLite waits for another process's write lock before diskcache retries.
 SQLITE_TIMEOUT = 60

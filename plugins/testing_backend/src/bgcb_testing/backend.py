@@ -32,6 +32,8 @@ class _Record:
     data: str
     expires: float
     updates: list[str] = field(default_factory=list)
+    #: Bumped by every change after enqueue, for bgcb_wait.
+    version: int = 0
 
 
 class TestingBackend:
@@ -47,6 +49,8 @@ class TestingBackend:
         self._threads: list[threading.Thread] = []
         self._secret: bytes | None = None
         self._stopping = False
+        #: Per thread: the version of each record this thread last read (bgcb_wait waits for a newer one).
+        self._seen = threading.local()
 
     @hookimpl
     def bgcb_options(self) -> dict[str, Any]:
@@ -108,6 +112,7 @@ class TestingBackend:
                 updates, record.updates = record.updates, []
             if record.state == "queued" and job_id in self._queue:
                 position = self._queue.index(job_id)
+            self._versions()[job_id] = record.version
             return Stored(record.state, record.data, updates, position)
 
     @hookimpl
@@ -125,6 +130,7 @@ class TestingBackend:
             record.state, record.data, record.expires = state, data, time.time() + ttl
             if state != "queued" and job_id in self._queue:
                 self._queue.remove(job_id)
+            self._changed(record)
             return True
 
     @hookimpl
@@ -133,6 +139,33 @@ class TestingBackend:
             record = self._live(job_id)
             if record is not None:
                 record.updates.append(update)
+                self._changed(record)
+
+    def _changed(self, record: _Record) -> None:
+        """(Caller holds the lock.) Wake the requests waiting on a record."""
+        record.version += 1
+        self._lock.notify_all()
+
+    def _versions(self) -> dict[str, int]:
+        versions: dict[str, int] | None = getattr(self._seen, "versions", None)
+        if versions is None or len(versions) > 1024:  # ids read but never waited on: forget them now and then
+            versions = self._seen.versions = {}
+        return versions
+
+    @hookimpl
+    def bgcb_wait(self, job_id: str, seconds: float) -> bool:
+        """Until the record changes after this thread's last read of it (at once if it never read it)."""
+        deadline = time.monotonic() + seconds
+        with self._lock:
+            seen = self._versions().pop(job_id, None)
+            while True:
+                record = self._live(job_id)
+                if seen is None or record is None or record.version != seen:
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._lock.wait(left)
 
     @hookimpl
     def bgcb_cache_put(self, cache_key: str, outcome: str, ttl: float) -> None:

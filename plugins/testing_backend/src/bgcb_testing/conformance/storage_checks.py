@@ -269,3 +269,37 @@ class StorageChecks:
             "a record written by bgcb_cas with ttl=1.0 could still be read 3 s later: the record (and its job "
             "text) is kept ttl seconds from that write (see hookspecs.BackendSpec.bgcb_cas)."
         )
+
+    def test_wait_wakes_on_change(self, kit: Kit) -> None:
+        """bgcb_wait (optional) returns when a compare-and-set or an append changes the record, not at its timeout."""
+        if not kit.has_hook("bgcb_wait"):
+            pytest.skip("the backend does not implement the optional hook bgcb_wait (held requests read on a schedule)")
+        for change in ("cas", "append"):
+            job_id = kit.claim()
+            stored(kit, job_id)
+            if kit.backend.wait(job_id, 0.0) is None:
+                pytest.skip("bgcb_wait returned None: the backend cannot wait in this process")
+            stored(kit, job_id)  # the first wait may return at once; read again, as the core does, then wait
+
+            def write(job_id: str = job_id, change: str = change) -> None:
+                time.sleep(0.2)
+                if change == "cas":
+                    kit.cas(job_id, ["running"], "succeeded", kit.ended())
+                else:
+                    kit.append(job_id, dumps({"type": "progress", "value": [1]}))
+
+            writer = threading.Thread(target=write)
+            writer.start()
+            deadline, woke = time.monotonic() + 20, None
+            while True:
+                woke = kit.backend.wait(job_id, 20.0)
+                got = stored(kit, job_id, drain=True)
+                if got.state == "succeeded" or got.updates:
+                    break
+                assert time.monotonic() < deadline, f"bgcb_wait never saw the {change} (see hookspecs.BackendSpec.bgcb_wait)."
+            writer.join()
+            assert woke, (
+                f"bgcb_wait(job_id, 20) returned {woke!r} after a bgcb_{change} on the record 0.2 s into the wait: it must "
+                "return True when the record changes, so that a held request answers at once "
+                "(see hookspecs.BackendSpec.bgcb_wait)."
+            )
