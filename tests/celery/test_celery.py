@@ -248,19 +248,24 @@ def test_redis_restart_with_jobs_queued_and_running(client: DashClient, cel_serv
         u.start(outputs, [("stepper-btn", "n_clicks", 1)], [("stepper-in", "value", v)])
         for u, v in zip(users, values, strict=True)
     ]
-    wait_for(
-        lambda: _running(redis_client, handles[0]["job"]) and _running(redis_client, handles[1]["job"]),
-        15,
-        "two jobs running",
-        interval=0.05,
-    )
-    assert _record(redis_client, handles[3]["job"])["state"] == "queued", "the last job is still queued"
+
+    def states() -> list[str]:
+        return [(_record(redis_client, h["job"]) or {}).get("state", "gone") for h in handles]
+
+    # Any two: a pool process replaced after an earlier test's hard stop may join a moment late, and
+    # Celery may then have handed the second job to the busy process.
+    wait_for(lambda: states().count("running") == 2 and "queued" in states(), 15, "two jobs running, one queued", interval=0.05)
+    now = states()
+    assert "queued" in now, f"a job is still queued when Redis goes down ({now})"
+    first = now.index("running")
 
     during: list = []
 
     def poll_during_outage() -> None:
         time.sleep(0.3)
-        during.append(users[0].poll(handles[0], outputs, [("stepper-btn", "n_clicks", 1)], [("stepper-in", "value", values[0])]))
+        during.append(
+            users[first].poll(handles[first], outputs, [("stepper-btn", "n_clicks", 1)], [("stepper-in", "value", values[first])])
+        )
         during.append(client._get("/"))
 
     poller = threading.Thread(target=poll_during_outage)

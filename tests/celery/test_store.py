@@ -52,6 +52,7 @@ class FakeCelery:
 def _open(url: str, broker: Any = None, **options: Any) -> tuple[Backend, FakeCelery]:
     fake = FakeCelery(url, broker) if broker is not None else FakeCelery()
     options.setdefault("prefix", "t-" + uuid.uuid4().hex[:8])
+    options.setdefault("direct_publish", False)  # the fake records send_task; test_direct_publish covers the other path
     return load("celery", fresh=True, celery_app=fake, result_url=url, **options), fake
 
 

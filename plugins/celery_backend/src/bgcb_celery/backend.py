@@ -23,6 +23,7 @@ from bgcb.lifecycle import Lifecycle
 
 from . import config, defaults, worker
 from .config import Config, redact
+from .publish import DirectPublisher
 from .store import RedisStore, StoreUnavailable, stored_for_outage
 
 log = logging.getLogger("bgcb.celery")
@@ -46,6 +47,8 @@ class CeleryBackend:
         self._recent: OrderedDict[str, Stored] = OrderedDict()
         self._lock = threading.Lock()
         self._timers: set[threading.Timer] = set()
+        #: Builds task messages the store pushes itself (the broker is the store's Redis), else None.
+        self._publisher: DirectPublisher | None = None
 
     # -- the parts, once configured ----------------------------------------------------------
 
@@ -94,6 +97,8 @@ class CeleryBackend:
         self._config = config.resolve(options)
         self._store = RedisStore(self.config.store_url, self.config.prefix, self.config.timing, self.config.broker_list)
         self._runner = worker.JobRunner(self._store, jobs, self.config.store_id)
+        if self.config.direct_publish and self.config.broker_list is not None:
+            self._publisher = DirectPublisher(self.celery, self.queue, self.config.broker_list)
         worker.register_task(self.config.celery)
         self._runner.register()
 
@@ -127,18 +132,23 @@ class CeleryBackend:
 
     @hookimpl
     def bgcb_enqueue(self, job_id: str, job: str, data: str, timeout: float | None, ttl: float) -> None:
-        self.store.enqueue(job_id, job, data, ttl)
         limits: dict[str, float] = {}
         if timeout:
             # Celery's soft limit raises SoftTimeLimitExceeded in the callback (the core records a timeout);
             # the hard limit kills a callback that ignores it.
             hard = timeout + self.jobs.settings["cancel_grace"] + defaults.HARD_LIMIT_MARGIN
             limits = {"soft_time_limit": timeout, "time_limit": hard}
+        kwargs = {"store": self.store_id, **({"job": job} if len(job) <= defaults.MESSAGE_JOB_MAX else {})}
+        if self._publisher is not None:  # record, payload and message in one round trip
+            self.store.enqueue(job_id, job, data, ttl, message=self._publisher.message(job_id, kwargs, limits))
+            self._remember(job_id, Stored("queued", data))
+            return
+        self.store.enqueue(job_id, job, data, ttl)
         try:
             self.celery.send_task(
                 TASK_NAME,
                 args=[job_id],
-                kwargs={"store": self.store_id, **({"job": job} if len(job) <= defaults.MESSAGE_JOB_MAX else {})},
+                kwargs=kwargs,
                 task_id=job_id,
                 queue=self.queue,
                 serializer="json",

@@ -36,6 +36,9 @@ def options() -> dict[str, Any]:
         "store_retry": defaults.STORE_RETRY,
         "outage_grace": defaults.OUTAGE_GRACE,
         "redis_ack_emulation": False,
+        # Push task messages onto the broker's Redis list with the job's record (one round trip) when the
+        # broker is the store's Redis; False sends them through Celery (its publish signals fire).
+        "direct_publish": True,
         # `bgcb worker`:
         "concurrency": defaults.CONCURRENCY,
         "pool": defaults.POOL,
@@ -86,6 +89,7 @@ class Config:
     prefix: str
     queue: str
     timing: Timing
+    direct_publish: bool = True
 
     @property
     def broker_list(self) -> str | None:
@@ -150,7 +154,7 @@ def resolve(opts: dict[str, Any]) -> Config:
             f"bgcb-celery: result_url={redact(store)!r} is not a Redis URL; bgcb-celery keeps job state in "
             "Redis. Set BGCB_CELERY_RESULT_URL (or REDIS_URL) to redis://host:port/db."
         )
-    return Config(app, own, broker, store, str(opts["prefix"]), queue, times)
+    return Config(app, own, broker, store, str(opts["prefix"]), queue, times, bool(opts.get("direct_publish", True)))
 
 
 def load_celery_app(spec: Any) -> Any:

@@ -142,11 +142,16 @@ class RedisStore:
 
     # -- records ---------------------------------------------------------------------
 
-    def enqueue(self, job_id: str, job: str, data: str, ttl: float) -> None:
+    def enqueue(self, job_id: str, job: str, data: str, ttl: float, message: str | None = None) -> None:
+        """Store the record and the job text; with ``message``, push it onto the broker list after them
+        (same round trip, in order: a worker never takes a message whose record is not there yet)."""
+
         def write() -> None:
             pipe = self.redis.pipeline(transaction=False)
             pipe.set(self.keys.rec(job_id), Record("queued", data, until=_until(ttl)).encode(), px=_ms(ttl))
             pipe.set(self.keys.payload(job_id), job, px=_ms(ttl))
+            if message is not None and self.broker_list is not None:
+                pipe.lpush(self.broker_list, message)
             pipe.execute()
 
         self.call(write)
