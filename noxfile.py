@@ -26,7 +26,7 @@ CELERY_STACKS = {
     "newest": ["celery>=5.7", "kombu>=5.7", "redis>=8"],
 }
 #: Tools for tests/diskcache (real processes, gunicorn) and tests/browser.
-TEST_TOOLS = ["psutil", "gunicorn", "selenium", "pytest-xdist"]
+TEST_TOOLS = ["psutil", "gunicorn", "selenium", "pytest-xdist", "hypothesis"]
 #: Dash 4.4 serves apps on Flask, FastAPI (uvicorn) or Quart (hypercorn): the integration suite runs on each.
 SERVERS = ["flask", "fastapi", "quart"]
 SERVER_TOOLS = ["fastapi", "uvicorn", "quart", "hypercorn"]

@@ -154,7 +154,8 @@ def test_alive_follows_the_workers_heartbeat(backend, redis_client) -> None:
     store = jobs.plugin.store
     wait_for(lambda: redis_client.info("server")["uptime_in_seconds"] > store.timing.quiet, 15, "Redis up a while")
     job_id = jobs.submit(_job())
-    assert jobs.hook.bgcb_read(job_id=job_id, drain=True).alive is None, "queued: no worker to ask about"
+    queued = jobs.hook.bgcb_read(job_id=job_id, drain=True)
+    assert queued.alive is False and "no Celery worker serves queue 'fake'" in str(queued.reason), "queued: nobody serves it"
     store.beat("host:1", 1, [job_id], [])
     _running(jobs, job_id, beat=1)
     assert jobs.hook.bgcb_read(job_id=job_id, drain=True).alive is True

@@ -121,12 +121,20 @@ class WaitsForTheJob(TestingBackend):
             time.sleep(0.01)  # the web request waits for the job
 
 
+class StopsNothing(TestingBackend):
+    """Claims a hard stop (bgcb_stop) but never stops anything: its threads run callbacks past their timeout."""
+
+    @hookimpl
+    def bgcb_stop(self, job_id: str, after: float) -> None:
+        pass
+
+
 @contextmanager
 def _kit(plugin: type, tmp_path: Path) -> Iterator[Kit]:
     backend = Backend.from_plugin("faulty", plugin(), {"workers": 2})
     recorder = EventRecorder()
     observers.register(recorder)
-    kit = Kit(backend, KitConfig(backend="faulty", plugin=plugin, job_timeout=10), tmp_path, events=recorder)
+    kit = Kit(backend, KitConfig(backend="faulty", plugin=plugin, job_timeout=10, stop_timeout=3), tmp_path, events=recorder)
     try:
         yield kit
     finally:
@@ -151,6 +159,7 @@ FAULTS = [
     (CacheIgnoresTtl, "test_cache_pair_and_expiry", r"cached outcomes expire after their ttl"),
     (LoadReencodes, "test_texts_come_back_unchanged", r"returned unchanged, byte for byte"),
     (WaitsForTheJob, "test_enqueue_does_not_run_the_job", r"the job ran before submit returned"),
+    (StopsNothing, "test_timeout_stops_a_callback_that_never_reports", r"kept running .* after its job timed out"),
 ]
 
 
@@ -165,7 +174,10 @@ def test_same_checks_pass_on_the_sound_backend(tmp_path: Path) -> None:
     with _kit(TestingBackend, tmp_path) as kit:
         suite = BackendConformance()
         for check in sorted({c for _, c, _ in FAULTS}) + ["test_forged_ids_reach_no_hook"]:
-            getattr(suite, check)(kit)
+            try:
+                getattr(suite, check)(kit)
+            except pytest.skip.Exception:
+                assert check == "test_timeout_stops_a_callback_that_never_reports", f"{check} skipped on the sound backend"
 
 
 # -- the core's guards: the checks fail when the core lets a fault through ---------------------

@@ -123,8 +123,13 @@ def serve_script(script: Path, directory: Path, tmp: Path, **extra: str) -> Serv
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory) -> Iterator[Served]:
-    """dc_app.py run as a script with two autostarted workers."""
+    """dc_app.py run as a script with two autostarted workers (started by its first job: the pool starts at first use)."""
+    from bgcb_testing import DashClient
+
     tmp = tmp_path_factory.mktemp("dc")
     app = serve_script(APPS / "dc_app.py", tmp / "store", tmp)
+    client = DashClient.http(app.url).load()
+    warm = client.run([("stamp-out", "children")], [("stamp-btn", "n_clicks", 1)], [("stamp-in", "value", "0")], timeout=60)
+    assert warm.final.status == 200, warm.final.text
     yield app
     stop_tree(app.proc)

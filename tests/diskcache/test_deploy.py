@@ -34,8 +34,12 @@ def deployment(tmp_path):
     env = env_for(tmp_path / "store", BGCB_DISKCACHE_AUTOSTART="0", BGCB_DISKCACHE_DEAD_AFTER="3")
     procs: dict[str, subprocess.Popen] = {}
 
+    log = open(tmp_path / "worker.log", "ab")  # noqa: SIM115 - closed with the fixture
+
     def start_worker() -> subprocess.Popen:
-        procs["worker"] = subprocess.Popen([str(BIN / "bgcb"), "worker", "dc_app"], cwd=APPS, env=env, stdin=subprocess.DEVNULL)
+        procs["worker"] = subprocess.Popen(
+            [str(BIN / "bgcb"), "worker", "dc_app"], cwd=APPS, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+        )
         return procs["worker"]
 
     start_worker()
@@ -51,6 +55,7 @@ def deployment(tmp_path):
     yield url, procs, start_worker
     stop_tree(procs["web"], signal.SIGTERM)
     stop_tree(procs["worker"], signal.SIGINT)
+    log.close()
 
 
 def test_two_gunicorn_workers_share_one_queue_served_by_bgcb_worker(deployment) -> None:
@@ -95,6 +100,23 @@ def test_two_gunicorn_workers_share_one_queue_served_by_bgcb_worker(deployment) 
     assert not errors, errors
     assert sorted(r["n"] for r in results) == [1, 2, 3, 4, 5, 6]
     assert {r["pid"] for r in results} <= pool_pids, "jobs ran in the bgcb worker's processes"
+
+
+def test_the_worker_logs_each_outcome_with_the_traceback_of_errors(deployment, tmp_path) -> None:
+    from bgcb_testing import DashClient
+
+    url, _, _ = deployment
+    client = DashClient.http(url).load()
+    failed = client.run([("boom-out", "children")], [("boom-btn", "n_clicks", 7)], timeout=30)
+    assert failed.final.status == 500 and "boom 7" in failed.final.text
+    client.run(STAMP, [("stamp-btn", "n_clicks", 8)], [("stamp-in", "value", "0")], timeout=30)
+
+    def logged() -> str | None:
+        text = (tmp_path / "worker.log").read_text(errors="replace")
+        return text if "(boom-out.children) failed" in text and "(stamp-out.children) succeeded" in text else None
+
+    text = wait_for(logged, 10, "the worker to log both outcomes")
+    assert "ValueError: boom 7" in text and "Traceback" in text, text[-2000:]
 
 
 def test_dead_bgcb_worker_fails_running_jobs_and_a_restart_serves_again(deployment) -> None:
@@ -145,6 +167,7 @@ def test_managers_with_other_options_share_one_pool(tmp_path, monkeypatch) -> No
     """Two backends on one directory in one process (e.g. per-callback managers
     with different options) start a single pool, stopped when both close."""
     from bgcb import provider
+    from bgcb.jobs import new_job_id
 
     monkeypatch.syspath_prepend(str(APPS))
     monkeypatch.setenv("DC_LOG", str(tmp_path / "log"))
@@ -152,6 +175,8 @@ def test_managers_with_other_options_share_one_pool(tmp_path, monkeypatch) -> No
     first = provider.load("diskcache", fresh=True, directory=directory, workers=1, app="dc_app")
     second = provider.load("diskcache", fresh=True, directory=directory, workers=2, app="dc_app", result_ttl=60.0)
     try:
+        for backend in (first, second):
+            backend.status(new_job_id())  # the first use of the store starts the pool
         me = psutil.Process()
         pools = [p for p in me.children() if _pool_cmd(p)]
         assert len(pools) == 1
@@ -174,3 +199,99 @@ def test_an_app_the_pool_cannot_import_fails_jobs_with_the_reason(tmp_path) -> N
         assert "could not import the app" in run.final.text and "SETTING_X is not set" in run.final.text
     finally:
         stop_tree(served.proc)
+
+
+def test_with_no_worker_pool_the_page_says_what_to_start(tmp_path) -> None:
+    """autostart off and no `bgcb worker`: after no_worker_after the job fails with what to run."""
+    from bgcb_testing import DashClient
+
+    served = serve_script(
+        APPS / "dc_app.py", tmp_path / "store", tmp_path, BGCB_DISKCACHE_AUTOSTART="0", BGCB_DISKCACHE_NO_WORKER_AFTER="2"
+    )
+    try:
+        t0 = time.monotonic()
+        client = DashClient.http(served.url).load()
+        run = client.run(STAMP, [("stamp-btn", "n_clicks", 1)], [("stamp-in", "value", "0")], timeout=30)
+        seconds = time.monotonic() - t0
+        print(f"no worker pool: the page shows why after {seconds:.1f} s (no_worker_after=2)")
+        assert run.final.status == 500, run.final.text
+        assert "No worker took this background callback" in run.final.text and "bgcb worker APP_MODULE" in run.final.text
+        assert seconds < 15
+    finally:
+        stop_tree(served.proc)
+
+
+def test_doctor_checks_the_apps_store_and_pool(deployment, tmp_path) -> None:
+    """`bgcb doctor APP_MODULE` reads the app's own store: ok with a pool, a failure saying what to start without one."""
+    url, procs, _ = deployment
+    env = env_for(tmp_path / "store", BGCB_DISKCACHE_AUTOSTART="0", BGCB_DISKCACHE_DEAD_AFTER="3")
+
+    def doctor() -> subprocess.CompletedProcess:
+        command = [str(BIN / "bgcb"), "doctor", "dc_app"]
+        return subprocess.run(command, cwd=APPS, env=env, capture_output=True, text=True, timeout=60)
+
+    healthy = wait_for(lambda: (r := doctor()).returncode == 0 and r, 20, "doctor to pass with the pool up")
+    assert f"directory {tmp_path / 'store'}" in healthy.stdout and "ok   worker pool alive" in healthy.stdout
+    assert "directory = " in healthy.stdout and "= None" not in healthy.stdout, healthy.stdout
+    stop_tree(procs["worker"], signal.SIGINT)
+    sick = doctor()
+    assert sick.returncode == 1, sick.stdout + sick.stderr
+    assert "FAIL worker pool alive" in sick.stdout and "bgcb worker APP_MODULE" in sick.stdout
+
+
+RELOAD_APP = """
+import dash
+from dash import Dash, Input, Output, html
+
+import bgcb
+
+app = Dash(__name__, background_callback_manager=bgcb.manager("diskcache"))
+app.layout = html.Div([html.Button(id="btn"), html.Div(id="out")])
+
+
+@dash.callback(Output("out", "children"), Input("btn", "n_clicks"), background=True, prevent_initial_call=True)
+def answer(n_clicks):
+    return "VERSION"
+
+
+if __name__ == "__main__":
+    app.run(host="127.0.0.1", port=PORT, debug=True)
+"""
+
+
+def test_under_debug_the_workers_follow_an_edit_of_the_app(tmp_path) -> None:
+    """`python app.py` with debug=True: edit the callback, and the next click runs the new code."""
+    import os
+
+    from bgcb_testing import DashClient
+
+    port = free_port()
+    script = tmp_path / "reload_app.py"
+    script.write_text(RELOAD_APP.replace("PORT", str(port)).replace("VERSION", "first version"))
+    env = env_for(tmp_path / "store")
+    command = [sys.executable, str(script)]
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/", proc)
+
+        def click() -> str | None:
+            try:
+                run = DashClient.http(url).load().run([("out", "children")], [("btn", "n_clicks", 1)], timeout=30)
+            except Exception:  # the server is restarting
+                return None
+            return run.output("out", "children") if run.final.status == 200 else run.final.text
+
+        assert wait_for(click, 30, "the first answer") == "first version"
+        time.sleep(1.1)  # a modification time the reloader can tell from the first
+        script.write_text(RELOAD_APP.replace("PORT", str(port)).replace("VERSION", "edited version"))
+        t0 = time.monotonic()
+        answer = wait_for(lambda: (a := click()) and a != "first version" and a, 60, "an answer from the edited app")
+        print(f"debug reloader: the edited callback answered {time.monotonic() - t0:.1f} s after the edit")
+        assert answer == "edited version", answer
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(15)
+    leftovers = [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
+    _, alive = psutil.wait_procs(leftovers, timeout=10)
+    assert not alive, f"processes left running: {[p.pid for p in alive]}"

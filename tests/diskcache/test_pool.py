@@ -76,9 +76,9 @@ def test_fifo_order_concurrency_bound_positions_and_bgcb_jobs(served: Served) ->
     assert [lines[i][1] for i in ids[:2]] == ["running", "running"]
     assert [lines[i][1:3] for i in ids[2:] if i in lines][:1] in ([["queued", "0"]], [["queued", "1"]], [])
     results = [finish_stamp(client, h, n, 1.0) for n, h in zip(range(1, 7), handles, strict=False)]
-    # FIFO: jobs started in submission order.
+    # FIFO: jobs started in submission order, two at a time (the two of a pair start together, in either order).
     started = [int(line.split()[1]) for line in served.log.read_text().split("\n") if line]
-    assert started == [1, 2, 3, 4, 5, 6]
+    assert [sorted(started[i : i + 2]) for i in (0, 2, 4)] == [[1, 2], [3, 4], [5, 6]], started
     # Bounded concurrency: never more than two at once, and two were used.
     events = sorted([(r["start"], 1) for r in results] + [(r["end"], -1) for r in results])
     running = peak = 0
@@ -118,7 +118,9 @@ def test_cancel_running_job_is_killed_within_a_second_and_replaced(served: Serve
     t0 = time.monotonic()
     assert client.cancel(CANCEL, handles["job"]).status in (200, 204)
     worker.wait(timeout=5)  # it never checks for cancel: only a kill stops it
-    assert time.monotonic() - t0 <= 1.5, "a running job must stop within about a second"
+    seconds = time.monotonic() - t0
+    print(f"cancel to worker killed: {seconds:.3f} s (the callback reports no progress; cancel_grace is 3 s)")
+    assert seconds <= 1.5, "a callback that reports no progress is stopped at once, not after cancel_grace"
     run = client.run(outputs, inputs, handles=handles, timeout=5)
     assert run.final.status == 204
     wait_for(lambda: len(supervisor.children()) == 2 and pid not in [c.pid for c in supervisor.children()], 5, "a new worker")
@@ -161,6 +163,30 @@ def test_timeout_is_enforced_on_a_blocking_job(served: Served) -> None:
     assert run.final.status == 500
     assert "timed out" in run.final.text
     assert time.monotonic() - t0 < 10
+
+
+def test_a_corrupt_record_fails_only_its_job_and_the_pool_serves_on(served: Served) -> None:
+    """Junk planted in the store while jobs run and wait: the job whose record it hit fails with a clear
+    error, every other job completes, and the supervisor and workers keep running."""
+    import diskcache
+
+    client = served.client()
+    supervisor, _ = supervisor_and_workers(served)
+    busy = [start_stamp(client, n, 1.0) for n in (41, 42)]
+    victim, bystander = start_stamp(client, 43, 0), start_stamp(client, 44, 0)
+    raw = diskcache.Cache(str(served.directory))
+    raw.set("r:" + job_id(victim), b"\x80\x04corrupt")  # not JSON, not UTF-8
+    raw.set("running", "[not, json")
+    t0 = time.monotonic()
+    run = client.run(STAMP, [("stamp-btn", "n_clicks", 43)], [("stamp-in", "value", "0")], handles=victim, timeout=10)
+    seconds = time.monotonic() - t0
+    print(f"corrupt record: error on the page after {seconds:.2f} s")
+    assert run.final.status == 500 and "unknown to the backend" in run.final.text, run.final.text
+    assert seconds <= 5
+    for n, handles, wait in ((41, busy[0], 1.0), (42, busy[1], 1.0), (44, bystander, 0)):
+        finish_stamp(client, handles, n, wait)
+    assert supervisor.is_running() and len(supervisor.children()) == 2, "the pool kept serving"
+    finish_stamp(client, start_stamp(client, 45, 0), 45, 0)
 
 
 def test_stopping_the_app_stops_the_pool(served: Served, tmp_path) -> None:

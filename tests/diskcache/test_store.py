@@ -34,17 +34,32 @@ def _enqueue(store: Store, ttl: float = 60.0) -> str:
     return job_id
 
 
-def test_the_store_refuses_to_unpickle_what_it_finds(tmp_path) -> None:
-    store = Store(str(tmp_path))
-    job_id = new_job_id()
-    # Someone with write access plants pickles, through plain diskcache.
-    planted = diskcache.Cache(str(tmp_path))
-    planted.set("queue", ["x"])
-    planted.set("r:" + job_id, {"state": "queued"})
-    with pytest.raises(ValueError, match="refuses to unpickle"):
-        store.has_queued()
-    with pytest.raises(ValueError, match="refuses to unpickle"):
-        store.read(job_id, drain=True)
+class _Planted:
+    """Unpickling it creates ``marker``: proof that a planted pickle ran."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_planted_values_are_never_unpickled_and_read_as_absent(tmp_path, caplog) -> None:
+    store = Store(str(tmp_path / "store"))
+    good = _enqueue(store)
+    bad, marker = new_job_id(), str(tmp_path / "unpickled")
+    # Someone with write access plants pickles and junk, through plain diskcache.
+    planted = diskcache.Cache(str(tmp_path / "store"))
+    for key in ("r:" + bad, "running", "pool", "secret", "c:key"):
+        planted.set(key, _Planted(marker))
+    planted.set("queue", b"\xff\xfe not json")
+    assert store.read(bad, drain=True) is None, "an unreadable record reads as an unknown job"
+    assert store.queue() == [good], "an unreadable queue is rebuilt from the queued records"
+    assert store.running() == {} and store.pool() is None and store.cache_get("key") is None
+    assert len(store.shared_secret(lambda: b"s" * 32)) == 32, "an unreadable secret is replaced"
+    assert store.claim(1) == good and store.read(good, drain=False).state == "queued"
+    assert not os.path.exists(marker), "a planted pickle was unpickled"
+    assert "ignoring" in caplog.text
     with pytest.raises(TypeError, match="JSON text only"):
         store.cache.set("x", {"not": "text"})
 
@@ -207,6 +222,8 @@ def test_only_the_web_role_autostarts_a_pool(tmp_path, monkeypatch) -> None:
         backend.close()
     web = Backend.from_plugin("diskcache", DiskcacheBackend(), options, role="web")
     try:
+        assert _pools_of_this_process() == [], "no pool before the store's first use (a debug reloader never uses it)"
+        web.status(new_job_id())
         assert len(_pools_of_this_process()) == 1
     finally:
         web.close()

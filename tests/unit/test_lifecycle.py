@@ -117,6 +117,61 @@ def test_cancel_is_idempotent_and_final(held, events) -> None:
     assert events.of(job_id) == ["submitted", "cancelled", "finished:cancelled"]
 
 
+class Stopping(Held):
+    """Held, recording the hard stops the core asks for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stops: list[tuple[str, float]] = []
+
+    @bgcb.hookimpl
+    def bgcb_stop(self, job_id: str, after: float) -> None:
+        self.stops.append((job_id, after))
+
+
+@pytest.mark.parametrize("cooperative", [True, False])
+def test_a_cancel_stops_at_once_unless_the_callback_reports_progress(cooperative: bool) -> None:
+    """A callback that reports progress gets cancel_grace to stop by itself; any other is stopped now."""
+    from bgcb.record import Data
+
+    backend = provider.Backend.from_plugin("stopping", Stopping(), {"workers": 1, "cancel_grace": 2.5})
+    try:
+        job_id = backend.submit(_job(progress=cooperative))
+        running = Data(time.time(), time.time(), worker="here:1", cooperative=cooperative or None).encode()
+        assert backend.hook.bgcb_cas(job_id=job_id, expect=["queued"], state="running", data=running, ttl=60)
+        assert backend.cancel(job_id) is True
+        assert backend.plugin.stops == [(job_id, 2.5 if cooperative else 0.0)]
+    finally:
+        backend.plugin.go.set()
+        backend.close()
+
+
+class Unserved(Held):
+    """Held, reporting that no worker serves its queue."""
+
+    @bgcb.hookimpl
+    def bgcb_read(self, job_id: str, drain: bool):
+        stored = super().bgcb_read(job_id, drain)
+        if stored is not None and stored.state == "queued":
+            stored.alive, stored.reason = False, "nobody serves queue 'q'. Start `worker q`"
+        return stored
+
+
+def test_a_job_no_worker_serves_fails_after_no_worker_after_saying_what_to_start(caplog) -> None:
+    backend = provider.Backend.from_plugin("unserved", Unserved(), {"workers": 1, "no_worker_after": 0.3})
+    try:
+        job_id = backend.submit(_job())
+        assert backend.poll(job_id).status.state is State.QUEUED, "a moment without workers is no reason to fail"
+        time.sleep(0.4)
+        snap = backend.poll(job_id)
+        assert snap.status.state is State.LOST
+        assert "waited 0 s in the queue and nobody serves queue 'q'. Start `worker q`" in snap.outcome.error["msg"]
+        assert "no worker came" in caplog.text, "the web log says it too"
+    finally:
+        backend.plugin.go.set()
+        backend.close()
+
+
 def test_lost_job_is_told_once_with_the_real_job(held, events) -> None:
     job_id = held.submit(_job())
     assert held.lost(job_id, "worker 42 killed by SIGKILL") is True

@@ -101,7 +101,7 @@ def test_bad_on_retrigger_is_explained() -> None:
 
 
 def test_cli_jobs_lists_queued_and_running(capsys) -> None:
-    from bgcb.cli import _jobs
+    from bgcb.cli_inspect import jobs_command as _jobs
 
     backend = provider.load("testing", fresh=True, workers=1)
     from bgcb.jobs import Job

@@ -131,7 +131,8 @@ def test_cli_backends_lists_and_marks_selected(capsys) -> None:
 
 
 def test_cli_doctor_hides_passwords_in_url_options(capsys, monkeypatch) -> None:
-    from bgcb.cli import _redact, main
+    from bgcb.cli import main
+    from bgcb.cli import redact as _redact
 
     assert _redact("redis://:s3cret@db:6379/0") == "redis://:***@db:6379/0"
     assert _redact("amqp://guest:guest@127.0.0.1:5672//") == "amqp://guest:***@127.0.0.1:5672//"

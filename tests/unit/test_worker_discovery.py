@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bgcb import provider
-from bgcb.cli import worker_backend
+from bgcb.cli import app_backend as worker_backend
 from bgcb.errors import ConfigurationError
 
 

@@ -1,4 +1,4 @@
-"""The ``bgcb`` command: ``backends``, ``worker``, ``jobs``, ``doctor``."""
+"""The ``bgcb`` command: ``backends``, ``worker``, ``jobs``, ``doctor`` (the last two in :mod:`bgcb.cli_inspect`)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import importlib
 import os
 import re
 import sys
-import time
 from collections.abc import Sequence
+from importlib import metadata
 
 from . import provider
+from .defaults import LIFECYCLE_OPTIONS
 from .errors import BgcbError, ConfigurationError
+from .hookspecs import Role
+from .options import env_var
 
 
 def _backends(args: argparse.Namespace) -> int:
@@ -37,45 +40,72 @@ def _backends(args: argparse.Namespace) -> int:
     return 0
 
 
-def _import_app(module: str) -> None:
+def app_module(text: str) -> str:
+    """``APP_MODULE`` as given, or a one-line error saying what to type instead."""
+    given = text.strip()
+    if ":" in given:
+        module = given.split(":", 1)[0]
+        raise ConfigurationError(
+            f"bgcb: give the module that defines the app, without ':{given.split(':', 1)[1]}': bgcb worker {module}"
+        )
+    if given.endswith(".py") or os.sep in given or "/" in given:
+        folder, stem = os.path.split(given[:-3] if given.endswith(".py") else given)
+        where = f"cd {folder} && " if folder else ""
+        raise ConfigurationError(f"bgcb: give the app's module name, not its file: {where}bgcb worker {stem}")
+    if not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", given):
+        raise ConfigurationError(f"bgcb: {given!r} is not a module name; give the module that defines the app: bgcb worker app")
+    return given
+
+
+def import_app(module: str) -> None:
+    """Import the app from the current directory; a module that is not there is a one-line error."""
     sys.path.insert(0, os.getcwd())
-    importlib.import_module(module)
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing and (module == missing or module.startswith(missing + ".")):
+            raise ConfigurationError(
+                f"bgcb: no module {module!r} in {os.getcwd()}: run the command in the directory that holds "
+                f"{module.split('.')[0]}.py (or the package), or give its dotted path"
+            ) from None
+        raise  # the app itself imports something that is missing: its own traceback says what
 
 
 _PASSWORD = re.compile(r"(://[^:/@]*:)[^@/]+@")
 
 
-def _redact(value: object) -> object:
+def redact(value: object) -> object:
     """A URL option without its password (``redis://:secret@host`` -> ``redis://:***@host``)."""
     return _PASSWORD.sub(r"\1***@", value) if isinstance(value, str) else value
 
 
-def _describe(backend: provider.Backend) -> str:
-    own = ", ".join(f"{k}={_redact(v)!r}" for k, v in sorted(backend.options.items()))
+def describe(backend: provider.Backend) -> str:
+    own = ", ".join(f"{k}={redact(v)!r}" for k, v in sorted(backend.options.items()))
     return f"{backend.name} ({own or 'default options'})"
 
 
-def worker_backend(app: str, name: str | None) -> provider.Backend:
-    """The backend ``bgcb worker APP`` serves: the one the app's managers configured.
+def app_backend(app: str, name: str | None, role: Role = "worker") -> provider.Backend:
+    """The backend the app's managers configured when imported in ``role`` (``bgcb worker APP``, ``bgcb jobs APP``).
 
-    The app is imported first, as a worker (a backend may take jobs as soon
-    as it is configured, and every callback must be registered by then). Like
-    ``celery -A app worker``, the worker then uses the app's own backend
+    Like ``celery -A app worker``, the worker uses the app's own backend
     instance and options; ``name`` (``--backend`` or ``$BGCB_BACKEND``)
     narrows the choice, and is loaded from the environment when the app made
     no manager on import.
     """
-    with provider.role("worker") as made:
-        _import_app(app)
+    with provider.role(role) as made:
+        import_app(app)
         if name:
-            made = [b for b in made if b.name == name]
+            made = [b for b in made if b.name == provider.canonical(name)]
+        # Managers that differ only in the core's lifecycle settings (cancel_grace, ttls) share a store and workers.
+        made = list({(b.name, repr(sorted(b.options.items()))): b for b in reversed(made)}.values())[::-1]
         if len(made) == 1:
             return made[0]
         if len(made) > 1:
-            listing = "\n  ".join(_describe(b) for b in made)
+            listing = "\n  ".join(describe(b) for b in made)
             raise ConfigurationError(
                 f"bgcb: {app} configures {len(made)} bgcb backends:\n  {listing}\n"
-                "A worker serves one: choose with --backend NAME; for two configurations of one backend, "
+                "Choose one with --backend NAME; for two configurations of one backend, "
                 "give each its own app module (or a worker started by the backend's own tools)."
             )
         if not name:
@@ -88,67 +118,79 @@ def worker_backend(app: str, name: str | None) -> provider.Backend:
         return provider.load(name)
 
 
+def explicit_backend(args: argparse.Namespace) -> str | None:
+    return args.backend or os.environ.get(provider.ENV_BACKEND, "").strip() or None
+
+
 def _worker(args: argparse.Namespace) -> int:
-    explicit = args.backend or os.environ.get(provider.ENV_BACKEND, "").strip() or None
-    backend = worker_backend(args.app, explicit)
-    print(f"bgcb worker: serving {_describe(backend)} for {args.app}", file=sys.stderr)
-    if not backend.run_worker(args.app):
+    module = app_module(args.app)
+    backend = app_backend(module, explicit_backend(args))
+    print(f"bgcb worker: serving {describe(backend)} for {module}", file=sys.stderr)
+    if not backend.run_worker(module):
         print(f"backend '{backend.name}' has no worker to start", file=sys.stderr)
         return 1
     return 0
 
 
-def _storage(args: argparse.Namespace) -> provider.Backend:
-    """A backend instance for reading the store only (``bgcb jobs``, ``bgcb doctor``)."""
-    with provider.role("cli"):
-        return provider.load(args.backend, fresh=True)
+def options_help() -> str:
+    """Every installed backend's options: keyword, environment variable, default (``bgcb worker --help``)."""
+    lines = ["options (bgcb.manager(NAME=...) in the app, or the environment variable; the app's values win):"]
+    for name, info in provider.installed().items():
+        try:
+            factory = info.entry_point.load()
+            plugin = factory() if callable(factory) else factory
+            own = dict(plugin.bgcb_options()) if hasattr(plugin, "bgcb_options") else {}
+        except Exception as exc:  # a broken plugin: say so, list the others
+            lines.append(f"  {name}: cannot list its options ({exc!r})")
+            continue
+        lines.append(f"  backend {name} ({info.distribution} {info.version}):")
+        for option, default in {**own, **LIFECYCLE_OPTIONS}.items():
+            lines.append(f"    {option:<20} {env_var(name, option):<36} default {redact(default)!r}")
+    return "\n".join(lines)
 
 
-def _jobs(args: argparse.Namespace) -> int:
-    backend = _storage(args)
-    listing = backend.jobs()
-    if listing is None:
-        print(f"backend '{backend.name}' cannot list its jobs", file=sys.stderr)
-        return 1
-    now = time.time()
-    print(f"{'JOB':<26} {'STATE':<10} {'POS':>4} {'AGE':>8}")
-    for job_id, status in listing:
-        age = now - (status.submitted_at or now)
-        pos = "" if status.position is None else str(status.position)
-        print(f"{job_id:<26} {status.state.value:<10} {pos:>4} {age:>7.1f}s")
-    backend.close()
-    return 0
+def _version() -> str:
+    parts = [f"bgcb {metadata.version('bgcb')}"]
+    parts += [f"{i.distribution} {i.version}" for i in provider.installed().values()]
+    return ", ".join(parts)
 
 
-def _doctor(args: argparse.Namespace) -> int:
-    import dash
+def parser(with_options: bool = False) -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="bgcb", description="Background callbacks for Dash on pluggable backends.")
+    root.add_argument("--version", action="store_true", help="print the versions of bgcb and its backends")
+    root.add_argument("--backend", "-b", help=f"backend name (default: ${provider.ENV_BACKEND} or diskcache)")
+    common = argparse.ArgumentParser(add_help=False)  # -b also after the subcommand
+    common.add_argument("--backend", "-b", default=argparse.SUPPRESS, help="backend name (as before the subcommand)")
+    sub = root.add_subparsers(dest="command")
+    sub.add_parser("backends", parents=[common], help="list installed backends and the selected one").set_defaults(func=_backends)
+    worker = sub.add_parser(
+        "worker",
+        parents=[common],
+        help="run the workers for the app in APP_MODULE",
+        epilog=options_help() if with_options else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    worker.add_argument("app", metavar="APP_MODULE", help="module that defines the Dash app (app for app.py, or pkg.app)")
+    worker.set_defaults(func=_worker)
+    from . import cli_inspect
 
-    print(f"dash {dash.__version__}")
-    print(f"python {sys.version.split()[0]}")
-    code = _backends(args)
-    if code:
-        return code
-    backend = _storage(args)
-    print(f"backend '{backend.name}' loaded with options:")
-    for key, value in sorted(backend.all_options.items()):
-        print(f"  {key} = {_redact(value)!r}")
-    backend.close()
-    return 0
+    cli_inspect.add_commands(sub, common)
+    return root
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bgcb", description="Background callbacks for Dash on pluggable backends.")
-    parser.add_argument("--backend", "-b", help=f"backend name (default: ${provider.ENV_BACKEND} or diskcache)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("backends", help="list installed backends and the selected one").set_defaults(func=_backends)
-    worker = sub.add_parser("worker", help="run a worker for the app in APP_MODULE")
-    worker.add_argument("app", metavar="APP_MODULE", help="module that defines the Dash app (e.g. app or pkg.app)")
-    worker.set_defaults(func=_worker)
-    sub.add_parser("jobs", help="list queued and running jobs").set_defaults(func=_jobs)
-    sub.add_parser("doctor", help="check the installation and configuration").set_defaults(func=_doctor)
-    args = parser.parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    root = parser(with_options="worker" in given and ("-h" in given or "--help" in given))
+    args = root.parse_args(given)
+    if args.version:
+        print(_version())
+        return 0
+    if not args.command:
+        root.print_usage(sys.stderr)
+        print("bgcb: choose a command: backends, worker, jobs or doctor (bgcb COMMAND --help)", file=sys.stderr)
+        return 2
     try:
-        return args.func(args)
+        return int(args.func(args))
     except BgcbError as exc:
         print(str(exc), file=sys.stderr)
         return 2

@@ -235,8 +235,8 @@ class DashManager(compat.BaseManager):
 def _unknown_job_outcome() -> Outcome:
     return Outcome.failure(
         "bgcb: this background job is unknown to the backend: its record "
-        "expired, or the handle was not issued by this server. Trigger the "
-        "callback again."
+        "expired or could not be read (the server log says which), or the "
+        "handle was not issued by this server. Trigger the callback again."
     )
 
 

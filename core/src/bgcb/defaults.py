@@ -1,6 +1,6 @@
 """Named defaults of the core, in one place.
 
-The first three are the core's lifecycle options: every backend accepts them
+The first four are the core's lifecycle options: every backend accepts them
 (``bgcb.manager(result_ttl=...)`` or ``BGCB_<BACKEND>_RESULT_TTL``).
 """
 
@@ -12,12 +12,17 @@ RESULT_TTL = 3600.0
 JOB_TTL = 86400.0
 #: Seconds a cancelled or timed-out job may take to stop by itself before the backend hard-stops it.
 CANCEL_GRACE = 0.5
+#: Seconds a job may wait in the queue while its backend reports no worker serving it, before it
+#: fails with a message that says what to start (0: wait for ever). Longer than a worker restart,
+#: about as long as a person watches a bar that does not move.
+NO_WORKER_AFTER = 30.0
 
 #: The core's lifecycle options and their defaults, added to every backend's own.
 LIFECYCLE_OPTIONS: dict[str, float] = {
     "result_ttl": RESULT_TTL,
     "job_ttl": JOB_TTL,
     "cancel_grace": CANCEL_GRACE,
+    "no_worker_after": NO_WORKER_AFTER,
 }
 
 #: Seconds the worker's channel trusts a state it read before reading it again

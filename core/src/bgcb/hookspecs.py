@@ -69,6 +69,7 @@ from .hookspecs_v1 import V1_HOOKS as V1_HOOKS
 from .hookspecs_v1 import ContractOneSpec
 
 if TYPE_CHECKING:
+    from .checks import Check
     from .jobs import Job, Outcome, State
     from .lifecycle import Lifecycle
     from .record import Stored
@@ -231,12 +232,13 @@ class BackendSpec(ContractOneSpec):
         """Optional: hard-stop the job's execution if it still runs ``after`` seconds from now.
 
         Called by the core in the web process when a cancel ended a running
-        job (``after`` = ``cancel_grace``: the callback may stop by itself at
-        its next progress or set_props call), and with ``after`` = 0 when a
-        poll found a job past its timeout or its worker reported gone
-        (``alive=False``). The record is already terminal; a
-        backend only frees the worker (kill the process, revoke the task).
-        Without it, stopping is cooperative only.
+        job: with ``after`` = ``cancel_grace`` when the callback reports
+        progress (it may stop by itself at its next report), else with
+        ``after`` = 0; and with ``after`` = 0 when a poll found a job past its
+        timeout or its worker reported gone (``alive=False``). The record is
+        already terminal; a backend only frees the worker (kill the process,
+        revoke the task), promptly when ``after`` is 0: until then the
+        callback's side effects go on. Without it, stopping is cooperative only.
         """
 
     @hookspec(firstresult=True)
@@ -270,6 +272,24 @@ class BackendSpec(ContractOneSpec):
         Store ``generate()`` if no secret is stored yet, atomically (the first
         writer wins), and return the stored one. Without it each web process
         has its own secret (set ``server.secret_key`` for several processes).
+        """
+
+    @hookspec(firstresult=True)
+    def bgcb_describe(self) -> Mapping[str, Any] | None:
+        """Optional: where the jobs are kept and the options as they took effect, for ``bgcb jobs`` and ``bgcb doctor``.
+
+        Called by the CLI (role ``"cli"``). Return ``{"where": "..."}`` (a
+        directory, a Redis URL without its password) plus any option whose
+        effective value differs from the one given (a default of None resolved
+        to a path or URL), so that the user sees what the backend really uses.
+        """
+
+    @hookspec(firstresult=True)
+    def bgcb_check(self) -> list[Check] | None:
+        """Optional: check what this backend needs, for ``bgcb doctor``: the store and broker reachable,
+        a worker alive. Return :class:`bgcb.checks.Check` items; a failed one's ``detail`` says how to fix it.
+
+        Called by the CLI (role ``"cli"``), once; each check should take at most a second or two.
         """
 
     @hookspec(firstresult=True)

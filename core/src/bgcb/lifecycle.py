@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from . import defaults, observers
+from . import defaults, joblog, observers
 from .channel import StoreChannel
 from .jobs import Job, Outcome, Snapshot, State, Status, is_job_id, new_job_id
 from .record import Data, Stored, decode_updates, dumps, loads
@@ -43,6 +43,14 @@ def lost_outcome(reason: str) -> Outcome:
         f"The worker running this background callback stopped without finishing it: {reason}. "
         "Common causes: the process ran out of memory, crashed in native code, or was killed. "
         "The job was not retried; trigger the callback again."
+    )
+
+
+def no_worker_outcome(waited: float, reason: str) -> Outcome:
+    """The error a queued job ends with when no worker came to run it."""
+    return Outcome.lost(
+        f"No worker took this background callback: it waited {waited:.0f} s in the queue and {reason}. "
+        "It was not run; trigger the callback again once a worker runs."
     )
 
 
@@ -138,16 +146,43 @@ class Lifecycle:
                 if again is not None:
                     state, data = State(again.state), Data.decode(again.data)
                     updates += decode_updates(again.updates)
+        elif state is State.QUEUED and stored.alive is False and self._unserved(job_id, data, stored.reason):
+            again = self._read(job_id, drain)
+            if again is not None:
+                state, data = State(again.state), Data.decode(again.data)
         return Snapshot(data.status(state, stored.position), updates, data.result if state.terminal else None)
+
+    def _unserved(self, job_id: str, data: Data, reason: str | None) -> bool:
+        """End a queued job no worker serves once it waited ``no_worker_after``; True if this call did."""
+        limit = self.settings.get("no_worker_after", defaults.NO_WORKER_AFTER)
+        waited = time.time() - (data.submitted_at or time.time())
+        if limit <= 0 or waited < limit:
+            return False
+        why = reason or "no worker serves this backend's queue"
+        try:
+            ended = self._end(job_id, ["queued"], lambda data: no_worker_outcome(waited, why)) is not None
+        except Exception:  # the store failed mid-way: the next poll retries
+            log.warning("bgcb: could not end job %s, which no worker serves; will retry at the next poll", job_id, exc_info=True)
+            return False
+        if ended:
+            log.warning("bgcb: job %s waited %.0f s and no worker came: %s", job_id, waited, why)
+        return ended
 
     def cancel(self, job_id: str) -> bool:
         """End a queued or running job as cancelled; True if this call did it. Idempotent."""
-        outcome = Outcome.cancelled()
-        was = self._end(job_id, ACTIVE, lambda data: outcome)
+        seen: list[Data] = []
+
+        def cancelled(data: Data) -> Outcome:
+            seen.append(data)
+            return Outcome.cancelled()
+
+        was = self._end(job_id, ACTIVE, cancelled)
         if was is None:
             return False
         if was is State.RUNNING and self._has["bgcb_stop"]:
-            self.hook.bgcb_stop(job_id=job_id, after=self.settings["cancel_grace"])
+            # A callback that reports progress may stop by itself at its next report; others are stopped now.
+            grace = self.settings["cancel_grace"] if seen and seen[-1].cooperative else 0.0
+            self.hook.bgcb_stop(job_id=job_id, after=grace)
         return True
 
     def cached(self, cache_key: str) -> Outcome | None:
@@ -194,7 +229,7 @@ class Lifecycle:
         job = Job.from_json(loads(payload))
         now = time.time()
         deadline = now + job.timeout if job.timeout else None
-        data = Data(job.submitted_at, now, None, deadline, job.timeout, worker_name())
+        data = Data(job.submitted_at, now, None, deadline, job.timeout, worker_name(), cooperative=job.progress or None)
         if not self._cas(job_id, State.QUEUED.value, State.RUNNING, data):
             return None  # cancelled (or declared lost) before it started
         observers.started(job_id, job)
@@ -205,11 +240,16 @@ class Lifecycle:
         except (TypeError, ValueError) as exc:
             outcome = Outcome.failure(f"bgcb could not store the outcome as JSON: {exc}")
             final = data.ended(outcome).encode()
+        seconds = time.monotonic() - clock
         if self._cas(job_id, State.RUNNING.value, outcome.state, final):
             if job.cache and job.cache_key and outcome.succeeded and self._has["bgcb_cache_get"]:
                 ttl = job.cache_expire if job.cache_expire else self.settings["job_ttl"]
                 self.hook.bgcb_cache_put(cache_key=job.cache_key, outcome=dumps(outcome.to_json()), ttl=ttl)
-            observers.finished(job_id, job, outcome, outcome.state, time.monotonic() - clock)
+            observers.finished(job_id, job, outcome, outcome.state, seconds)
+            joblog.ran(job_id, job, outcome, seconds)
+        else:
+            stored = self._read(job_id, drain=False)
+            joblog.ended_elsewhere(job_id, job, stored.state if stored else "expired", seconds)
         return outcome
 
     def lost(self, job_id: str, reason: str, *, stop: bool = False) -> bool:

@@ -27,6 +27,15 @@ def _coerce(name: str, raw: str, default: Any) -> Any:
     return raw
 
 
+def env_var(backend: str, option: str) -> str:
+    """The environment variable of a backend's option: ``BGCB_<BACKEND>_<OPTION>``."""
+    return f"BGCB_{backend.upper().replace('-', '_')}_{option.upper()}"
+
+
+#: Lifecycle options for which 0 means "never" rather than a mistake.
+ZERO_MEANS_NEVER = ("no_worker_after",)
+
+
 def resolve_options(
     backend: str, known: Mapping[str, Any], given: Mapping[str, Any], environ: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
@@ -39,9 +48,8 @@ def resolve_options(
             f"'{backend}'. Known options: {', '.join(sorted(known)) or 'none'}."
         )
     resolved = dict(known)
-    prefix = f"BGCB_{backend.upper().replace('-', '_')}_"
     for option, default in known.items():
-        var = prefix + option.upper()
+        var = env_var(backend, option)
         if var in environ:
             resolved[option] = _coerce(var, environ[var], default)
     resolved.update(given)
@@ -63,6 +71,7 @@ def split(backend: str, own: Mapping[str, Any], given: Mapping[str, Any]) -> tup
     resolved = resolve_options(backend, {**own, **LIFECYCLE_OPTIONS}, given)
     settings = {k: float(resolved.pop(k)) for k in LIFECYCLE_OPTIONS}
     for key, value in settings.items():
-        if value <= 0:
-            raise ConfigurationError(f"bgcb: {key}={value!r} must be a positive number of seconds.")
+        if value < 0 or (value == 0 and key not in ZERO_MEANS_NEVER):
+            never = " (or 0: never)" if key in ZERO_MEANS_NEVER else ""
+            raise ConfigurationError(f"bgcb: {key}={value!r} must be a positive number of seconds{never}.")
     return resolved, settings

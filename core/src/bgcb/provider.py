@@ -20,6 +20,7 @@ from typing import Any
 import pluggy
 
 from . import contract, hookspecs, observers
+from .checks import Check
 from .errors import BackendLoadError, BackendNotFound
 from .lifecycle import Lifecycle
 from .options import resolve_options, split
@@ -61,7 +62,7 @@ def selected_name(name: str | None = None) -> str:
     """The backend name in force: ``name``, else ``$BGCB_BACKEND``, else the default."""
     chosen = name or os.environ.get(ENV_BACKEND, "").strip()
     if chosen:
-        return chosen
+        return canonical(chosen)
     backends = installed()
     if DEFAULT_BACKEND in backends:
         return DEFAULT_BACKEND
@@ -76,6 +77,17 @@ def selected_name(name: str | None = None) -> str:
         f"installed. Installed: {', '.join(backends)}. Set {ENV_BACKEND}=<name> "
         f"or pass bgcb.manager(backend=...), or pip install bgcb-{DEFAULT_BACKEND}."
     )
+
+
+def canonical(name: str) -> str:
+    """An installed backend's own spelling of ``name`` (names are case-insensitive), else ``name``."""
+    if name in _names():
+        return name
+    return next((n for n in _names() if n.lower() == name.lower()), name)
+
+
+def _names() -> list[str]:
+    return list(installed())
 
 
 def register_observer(plugin: object) -> None:
@@ -205,6 +217,15 @@ class Backend(Lifecycle):
 
     def run_worker(self, app_module: str) -> bool:
         return bool(self.hook.bgcb_run_worker(app_module=app_module))
+
+    def describe(self) -> dict[str, Any]:
+        """Where the backend keeps its jobs (``"where"``) and its options as they took effect."""
+        found = self.hook.bgcb_describe() if self.hook.bgcb_describe.get_hookimpls() else None
+        return {**self.all_options, **dict(found or {})}
+
+    def check(self) -> list[Check]:
+        """The backend's own checks (``bgcb doctor``); none if it has no ``bgcb_check``."""
+        return list(self.hook.bgcb_check() or []) if self.hook.bgcb_check.get_hookimpls() else []
 
     def close(self) -> None:
         if not self.closed:

@@ -37,9 +37,10 @@ class Stored:
     updates: list[str] = field(default_factory=list)
     #: 0-based place in the queue while queued, when the backend knows it.
     position: int | None = None
-    #: Whether the worker running the job is alive: False = known gone, None = cannot tell.
+    #: Running: whether the worker running the job is alive. Queued: whether any worker serves
+    #: the queue. False = known gone (none), None = cannot tell.
     alive: bool | None = None
-    #: With ``alive=False``: the backend's words for why, shown to the user
+    #: With ``alive=False``: the backend's words for why, and what to start, shown to the user
     #: (e.g. "the worker pool stopped: no heartbeat for 10 s").
     reason: str | None = None
 
@@ -57,6 +58,9 @@ class Data:
     #: Who runs it (``host:pid``, as the backend's worker loop names itself).
     worker: str | None = None
     outcome: dict[str, Any] | None = None
+    #: True when the callback reports progress: it can stop by itself at its next report, so a
+    #: cancel waits ``cancel_grace`` before the hard stop (a job that never reports is stopped at once).
+    cooperative: bool | None = None
 
     def encode(self) -> str:
         return dumps({k: v for k, v in vars(self).items() if v is not None})

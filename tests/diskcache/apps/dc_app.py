@@ -23,6 +23,8 @@ logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 manager = bgcb.manager("diskcache")
 timeout_manager = bgcb.manager("diskcache", timeout=1.0)
+#: A long grace: a cancelled callback that reports no progress must still stop at once, not after it.
+patient_manager = bgcb.manager("diskcache", cancel_grace=3.0)
 
 app = Dash(__name__, background_callback_manager=manager)
 server = app.server
@@ -55,6 +57,8 @@ app.layout = html.Div(
         html.Div(id="polite-out"),
         html.Button("timeout", id="timeout-btn"),
         html.Div(id="timeout-out"),
+        html.Button("boom", id="boom-btn"),
+        html.Div(id="boom-out"),
     ]
 )
 
@@ -86,6 +90,7 @@ def stamp(n_clicks, seconds):
     Output("stubborn-out", "children"),
     Input("stubborn-btn", "n_clicks"),
     background=True,
+    manager=patient_manager,
     cancel=[Input("cancel-btn", "n_clicks")],
     prevent_initial_call=True,
 )
@@ -123,6 +128,12 @@ def blocking_too_long(n_clicks):
     """Blocks without progress calls: the supervisor enforces the timeout."""
     time.sleep(30)
     return "should have timed out"
+
+
+@dash.callback(Output("boom-out", "children"), Input("boom-btn", "n_clicks"), background=True, prevent_initial_call=True)
+def boom(n_clicks):
+    """Raises: the page shows the error and the worker logs it with its traceback."""
+    raise ValueError(f"boom {n_clicks}")
 
 
 if __name__ == "__main__":

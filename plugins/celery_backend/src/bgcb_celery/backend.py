@@ -18,10 +18,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bgcb import Stored, hookimpl
+from bgcb.checks import Check
 from bgcb.hookspecs import Role
 from bgcb.lifecycle import Lifecycle
 
-from . import config, defaults, worker
+from . import config, defaults, presence, worker
 from .config import Config, redact
 from .publish import DirectPublisher
 from .store import RedisStore, StoreUnavailable, stored_for_outage
@@ -49,6 +50,7 @@ class CeleryBackend:
         self._timers: set[threading.Timer] = set()
         #: Builds task messages the store pushes itself (the broker is the store's Redis), else None.
         self._publisher: DirectPublisher | None = None
+        self._serving: presence.Serving | None = None
 
     # -- the parts, once configured ----------------------------------------------------------
 
@@ -97,6 +99,8 @@ class CeleryBackend:
         self._config = config.resolve(options)
         self._store = RedisStore(self.config.store_url, self.config.prefix, self.config.timing, self.config.broker_list)
         self._runner = worker.JobRunner(self._store, jobs, self.config.store_id)
+        presence.register(self.celery, self._store, self.queue)
+        self._serving = presence.Serving(self._store, self.queue)
         if self.config.direct_publish and self.config.broker_list is not None:
             self._publisher = DirectPublisher(self.celery, self.queue, self.config.broker_list)
         worker.register_task(self.config.celery)
@@ -120,6 +124,7 @@ class CeleryBackend:
         if self._runner is not None:
             self._runner.close()
         if self._store is not None:
+            presence.unregister(self._store)
             self._store.close()
         if self._config is not None and self._config.own_app:
             self._config.celery.close()  # its broker connection pools; a user's app is the user's to close
@@ -180,6 +185,14 @@ class CeleryBackend:
                     return stored_for_outage(self._recent.get(job_id))
             raise
         self._remember(job_id, stored)
+        if stored is not None and stored.state == "queued" and self._serving is not None:
+            stored.alive = self._serving()  # whether any worker serves the queue
+            if stored.alive is False:
+                stored.reason = (
+                    f"no Celery worker serves queue {self.queue!r} (none announced itself in the last "
+                    f"{defaults.PRESENCE_TTL:g} s). Start one with `bgcb worker APP_MODULE`, or "
+                    f"`celery -A APP_MODULE:celery_app worker -Q {self.queue}`, with the app's Redis settings"
+                )
         return stored
 
     def _remember(self, job_id: str, stored: Stored | None) -> None:
@@ -245,6 +258,41 @@ class CeleryBackend:
         finally:
             with self._lock:
                 self._timers.discard(threading.current_thread())  # type: ignore[arg-type]
+
+    # -- the command line ----------------------------------------------------------------------------
+
+    @hookimpl
+    def bgcb_describe(self) -> dict[str, Any]:
+        cfg = self.config
+        where = f"Redis {redact(cfg.store_url)} (keys {cfg.prefix}:*), broker {redact(cfg.broker_url)}, queue {cfg.queue!r}"
+        app = self.options.get("celery_app") or f"(built by bgcb: broker {redact(cfg.broker_url)}, JSON only)"
+        effective = {"broker_url": redact(cfg.broker_url), "result_url": redact(cfg.store_url), "queue": cfg.queue}
+        return {"where": where, "celery_app": app if isinstance(app, str) else repr(app), **effective}
+
+    @hookimpl
+    def bgcb_check(self) -> list[Check]:
+        cfg = self.config
+        checks = []
+        try:
+            self.store.redis.ping()
+            checks.append(Check(True, f"Redis job store at {redact(cfg.store_url)}"))
+        except Exception as exc:
+            checks.append(Check(False, f"Redis job store at {redact(cfg.store_url)}", self.store.unreachable(exc)))
+        try:
+            with self.celery.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, timeout=2)
+            checks.append(Check(True, f"Celery broker at {redact(cfg.broker_url)}"))
+        except Exception as exc:
+            fix = f"{exc!r}: start the broker, or point BGCB_CELERY_BROKER_URL (or the celery_app option) at a running one"
+            checks.append(Check(False, f"Celery broker at {redact(cfg.broker_url)}", fix))
+        serving = self._serving() if self._serving is not None else None
+        what = f"a worker serving queue {cfg.queue!r}"
+        if serving:
+            checks.append(Check(True, what))
+        else:
+            fix = f"start one: `bgcb worker APP_MODULE`, or `celery -A APP_MODULE:celery_app worker -Q {cfg.queue}`"
+            checks.append(Check(False, what, fix if serving is False else "cannot tell (Redis unreachable)"))
+        return checks
 
     # -- cache, listing, secret -------------------------------------------------------------------
 

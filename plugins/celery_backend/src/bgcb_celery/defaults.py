@@ -39,6 +39,11 @@ MESSAGE_JOB_MAX = 16_384
 POSITION_SCAN = 10_000
 #: Seconds an idle worker process keeps beating (after it, the next job writes a beat before its claim).
 IDLE_BEATS = 10.0
+#: Seconds between a worker's announcements of the queues it serves, how long one lasts, and how
+#: long a web process trusts that a worker serves its queue before asking again.
+PRESENCE_EVERY = 5.0
+PRESENCE_TTL = 15.0
+PRESENCE_FRESH = 1.0
 #: Reads remembered per web process, to answer polls during a short Redis outage.
 REMEMBERED_READS = 4096
 

@@ -42,15 +42,16 @@ def register_task(celery: Any) -> None:
     )(run_job)
 
 
-def run_job(job_id: str, *legacy: Any, store: str = "", job: str | None = None) -> None:
+def run_job(job_id: str, *legacy: Any, store: str = "", job: str | None = None) -> str:
     """The body of ``bgcb.run_job``: run the job with the backend of ``store``.
 
     ``job`` is the job's text, carried in the message so that the worker
     need not read it back from Redis. ``legacy`` swallows the payload that
     messages of bgcb-celery 0.1 carried (their jobs have no record in this
-    layout and are skipped).
+    layout and are skipped). Returns how the job ended, for Celery's own log line
+    ("succeeded" there means only that the task ran; bgcb logs each outcome itself).
     """
-    _runner_for(store, job_id).run(job_id, job)
+    return _runner_for(store, job_id).run(job_id, job)
 
 
 def _runner_for(store: str, job_id: str) -> JobRunner:
@@ -185,13 +186,13 @@ class JobRunner:
                 del _registry[self.store_id]
         self.heart.close()
 
-    def run(self, job_id: str, payload: str | None = None) -> None:
+    def run(self, job_id: str, payload: str | None = None) -> str:
         from celery.exceptions import Reject, SoftTimeLimitExceeded
 
         with self._lock:
             if job_id in self.executing:  # a duplicate message (redelivered while the job runs here)
                 log.warning("bgcb-celery: job %s is already running in this process; message skipped", job_id)
-                return
+                return "skipped: already running here"
             self.executing.add(job_id)
             if payload is not None:
                 self.payloads[job_id] = payload
@@ -201,15 +202,20 @@ class JobRunner:
             except StoreUnavailable as exc:
                 log.error("bgcb-celery: cannot start job %s (%s); returning it to the queue", job_id, exc)
                 raise Reject(str(exc), requeue=True) from exc
+            ended = "not run: cancelled, lost or expired before it started"
             try:
-                self.jobs.execute(job_id, stop_errors=(SoftTimeLimitExceeded,))
+                outcome = self.jobs.execute(job_id, stop_errors=(SoftTimeLimitExceeded,))
+                if outcome is not None:
+                    ended = f"job {outcome.state.value}"
             except StoreUnavailable as exc:
                 if job_id not in self.claimed:
                     log.error("bgcb-celery: cannot claim job %s (%s); returning it to the queue", job_id, exc)
                     raise Reject(str(exc), requeue=True) from exc
                 log.error("bgcb-celery: lost Redis while running job %s: %s", job_id, exc)
+                ended = "unknown: Redis was lost while it ran"
             except SoftTimeLimitExceeded:
                 log.error("bgcb-celery: job %s reached its time limit outside the callback", job_id)
+                ended = "timed out outside the callback"
             finally:
                 # A run that did not claim the job (cancelled or expired before it started, or a
                 # duplicate message of a job another worker runs) leaves its payload alone.
@@ -220,3 +226,4 @@ class JobRunner:
             self.beats.pop(job_id, None)
             self.claimed.discard(job_id)
             self.appended.discard(job_id)
+        return ended

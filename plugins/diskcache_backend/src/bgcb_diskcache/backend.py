@@ -14,11 +14,13 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from bgcb import Stored, hookimpl
+from bgcb.checks import Check
 from bgcb.errors import ConfigurationError
 from bgcb.hookspecs import Role
 from bgcb.lifecycle import Lifecycle
@@ -51,9 +53,14 @@ class DiskcacheBackend:
         self._store: Store | None = None
         self._jobs: Lifecycle | None = None
         self.waker: Waker | None = None
+        self.stopper: Waker | None = None
         self.bell: Bell | None = None
         self.ringer: Ringer | None = None
         self._autostarted = False
+        #: Autostart: the app module for the pool, and whether it is still to be started (at first use).
+        self._pool_app: str | None = None
+        self._pool_wanted = False
+        self._pool_lock = threading.Lock()
         self._alive_at = 0.0
         #: Connections opened before a fork: kept, never used or closed, in the worker.
         self._inherited: list[Store] = []
@@ -93,6 +100,11 @@ class DiskcacheBackend:
         self.options = options
         self._jobs = jobs
         self.directory = os.path.abspath(os.path.expanduser(options["directory"] or default_directory()))
+        if role == "cli" and not os.path.exists(os.path.join(self.directory, defaults.DB_NAME)):
+            raise ConfigurationError(  # reading must not leave an empty store behind
+                f"bgcb-diskcache: no job store at {self.directory}: no app has run with this directory. Run the "
+                "command in the app's directory, name the app (bgcb jobs APP_MODULE), or set BGCB_DISKCACHE_DIRECTORY."
+            )
         try:
             self._store = Store(self.directory)
         except OSError as exc:
@@ -101,13 +113,27 @@ class DiskcacheBackend:
                 "Choose a writable local directory with directory=... or BGCB_DISKCACHE_DIRECTORY."
             ) from exc
         self.waker = Waker(self.directory)
+        self.stopper = Waker(self.directory, defaults.STOP_NAME)
         self.bell, self.ringer = Bell(self.directory), Ringer(self.directory)
         # "worker" (bgcb worker, the pool) and "cli" never start a pool; nor does
         # any process started from a pool (its environment says so).
         if role == "web" and options["autostart"] and not os.environ.get(defaults.ENV_IN_POOL):
-            self._autostart(options["app"] or autostart.detect_app())
+            self._pool_app = options["app"] or autostart.detect_app()  # found now: the importing frames are here
+            self._pool_wanted = True
 
-    def _autostart(self, app: str | None) -> None:
+    def _ensure_pool(self) -> None:
+        """Start the pool at this process's first use of the store, not when the app is imported.
+
+        A process that imports the app but never serves it starts none: the
+        reloader of ``app.run(debug=True)`` imports the app and then only
+        watches files, restarting a server child at each edit; a pool of its
+        own would keep serving jobs with the code of the first import.
+        """
+        with self._pool_lock:
+            if not self._pool_wanted:
+                return
+            self._pool_wanted = False
+            app = self._pool_app
         if not app:
             log.warning(
                 "bgcb-diskcache: cannot tell which module defines the app, so no workers were started. "
@@ -147,8 +173,9 @@ class DiskcacheBackend:
     @hookimpl
     def bgcb_close(self) -> None:
         self._release_pool()
-        if self.waker is not None:
-            self.waker.close()
+        for waker in (self.waker, self.stopper):
+            if waker is not None:
+                waker.close()
         if self.ringer is not None:
             self.ringer.close()
         if self._store is not None:
@@ -158,19 +185,28 @@ class DiskcacheBackend:
 
     @hookimpl
     def bgcb_enqueue(self, job_id: str, job: str, data: str, timeout: float | None, ttl: float) -> None:
+        if self._pool_wanted:
+            self._ensure_pool()
         self.store.enqueue(job_id, job, data, timeout, ttl)
         if self.waker is not None:
             self.waker.wake()
 
     @hookimpl
     def bgcb_read(self, job_id: str, drain: bool) -> Stored | None:
+        if self._pool_wanted:
+            self._ensure_pool()
         stored = self.store.read(job_id, drain)
-        if stored is not None and stored.state == "running":
-            stored.alive = self._pool_alive()
+        if stored is not None and stored.state in ("running", "queued"):
+            stored.alive = self._pool_alive()  # queued: whether any worker serves the queue
             if not stored.alive:
+                silent = f"(no heartbeat for {self.options['dead_after']:g} s)"
                 stored.reason = (
-                    f"the bgcb-diskcache worker pool on {self.directory} stopped (no heartbeat for "
-                    f"{self.options['dead_after']:g} s). Start it again (`bgcb worker APP_MODULE`, or restart the app)"
+                    f"the bgcb-diskcache worker pool on {self.directory} stopped {silent}. "
+                    "Start it again (`bgcb worker APP_MODULE`, or restart the app)"
+                    if stored.state == "running"
+                    else f"no bgcb-diskcache worker pool runs on {self.directory} {silent}. Start one from the app's "
+                    "directory with `bgcb worker APP_MODULE`, or let the app start it (autostart=True, with "
+                    "bgcb.manager(app='package.module') if the log says it cannot tell the app's module)"
                 )
         return stored
 
@@ -209,6 +245,8 @@ class DiskcacheBackend:
     @hookimpl
     def bgcb_stop(self, job_id: str, after: float) -> None:
         self.store.request_stop(job_id, after)
+        if after <= 0 and self.stopper is not None:
+            self.stopper.wake()  # the supervisor kills the worker now, not at its next tick
 
     @hookimpl
     def bgcb_cache_put(self, cache_key: str, outcome: str, ttl: float) -> None:
@@ -224,4 +262,39 @@ class DiskcacheBackend:
 
     @hookimpl
     def bgcb_shared_secret(self, generate: Callable[[], bytes]) -> bytes:
+        if self._pool_wanted:  # Dash 4.4 asks for it while serving its first requests: workers are warm by the first click
+            self._ensure_pool()
         return self.store.shared_secret(generate)
+
+    # -- the command line ------------------------------------------------------------------
+
+    @hookimpl
+    def bgcb_describe(self) -> dict[str, Any]:
+        app = self.options["app"] or "(found by the web process when it starts the pool)"
+        return {"where": f"directory {self.directory}", "directory": self.directory, "app": app}
+
+    @hookimpl
+    def bgcb_check(self) -> list[Check]:
+        writable = os.access(self.directory, os.W_OK)
+        fix = "" if writable else "give the user running the app and its workers write access, or choose another directory"
+        checks = [Check(writable, f"directory {self.directory} writable", fix)]
+        try:
+            queued, running = len(self.store.queue()), len(self.store.running())
+            checks.append(Check(True, "job store readable", f"{queued} queued, {running} running"))
+        except Exception as exc:
+            checks.append(Check(False, "job store readable", f"{exc!r}; move the directory away to start afresh"))
+        info = self.store.pool()
+        age = time.time() - float(info["beat"]) if info else None
+        if info is not None and age is not None and age < float(self.options["dead_after"]):
+            checks.append(Check(True, "worker pool alive", f"supervisor pid {info.get('pid')}, {info.get('workers')} worker(s)"))
+        else:
+            checks.append(
+                Check(
+                    False,
+                    "worker pool alive",
+                    f"no pool serves {self.directory}"
+                    + (f" (last heartbeat {age:.0f} s ago)" if age is not None else "")
+                    + ": run the app (it starts one unless autostart=False) or `bgcb worker APP_MODULE` in the app's directory",
+                )
+            )
+        return checks

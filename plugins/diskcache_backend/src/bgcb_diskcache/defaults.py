@@ -21,7 +21,11 @@ ENV_IN_POOL = "BGCB_DISKCACHE_IN_POOL"
 
 #: Files in the directory beside the store.
 LOCK_NAME = "supervisor.lock"
+#: diskcache's SQLite file: its presence says a store exists in a directory.
+DB_NAME = "cache.db"
 WAKE_NAME = "wake.fifo"
+#: The supervisor's FIFO: a byte asks it to act on stop requests now instead of at its next tick.
+STOP_NAME = "stop.fifo"
 #: The directory of the web processes' bells (:mod:`bgcb_diskcache.bell`).
 BELLS_NAME = "bells"
 

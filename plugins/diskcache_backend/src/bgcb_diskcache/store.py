@@ -10,19 +10,25 @@ and decides nothing about a job's life: the one conditional write is
 
 Keys::
 
-    r:<id>     {"state", "job", "data", "updates": [...], "timeout"}; expires
-               after the ttl of the core's last write
+    r:<id>     {"state", "job", "data", "updates": [...], "timeout", "at"}; expires
+               after the ttl of the core's last write ("at": when it was queued)
     queue      [job ids, oldest first]
     running    {job_id: {"pid", "started_at", "timeout", "stop_at"}}: who holds
                each claimed job, for the supervisor
     c:<key>    an outcome kept for cache_by reuse, with its own expiry
     secret     Dash 4.4's handle-signing secret (bytes; first writer wins)
     pool       the supervisor's heartbeat {"pid", "beat", "workers"}
+
+A value bgcb cannot have written (a planted pickle, bytes that are not JSON,
+another shape) is logged and read as absent: a record as an unknown job,
+the queue as rebuilt from the queued records, the running list as empty.
+One bad key never stops the pool.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -39,6 +45,10 @@ QUEUE = "queue"
 RUNNING = "running"
 SECRET = "secret"
 POOL = "pool"
+#: Fields of a record and their types: anything else in an ``r:`` key was not written by bgcb.
+RECORD_FIELDS = {"state": str, "job": str, "data": str, "updates": list}
+
+log = logging.getLogger("bgcb.diskcache")
 
 
 class JsonOnlyDisk(Disk):
@@ -89,6 +99,7 @@ class Store:
         self.directory = directory
         #: The job text the last claim read (id, text): the core loads it next, without a second read.
         self._claimed: tuple[str, str] | None = None
+        self._warned: set[str] = set()
         os.makedirs(directory, exist_ok=True)
         self.cache = Cache(
             directory,
@@ -104,30 +115,72 @@ class Store:
 
     # -- low level ---------------------------------------------------------------
 
-    def _get(self, key: str, default: Any = None) -> Any:
-        text = self.cache.get(key)
-        return default if text is None else json.loads(text)
+    def _load(self, key: str, kind: type) -> tuple[Any, float | None, bool]:
+        """The JSON value under ``key`` and its expiry time; ``bad`` when a value is there but is not
+        one bgcb wrote (diskcache refused a pickle, the text is not JSON of type ``kind``)."""
+        try:
+            text, expire_time = self.cache.get(key, expire_time=True)
+            if text is None:
+                return None, None, False
+            value = json.loads(text)
+        except (ValueError, TypeError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            self._warn(key, f"it is unreadable ({exc})")
+            return None, None, True
+        if not isinstance(value, kind):
+            self._warn(key, "it is not a value bgcb writes there")
+            return None, None, True
+        return value, expire_time, False
+
+    def _warn(self, key: str, why: str) -> None:
+        """Log a bad key once per process (polls read it again and again)."""
+        if key not in self._warned and len(self._warned) < 10_000:
+            self._warned.add(key)
+            log.warning("bgcb-diskcache: ignoring %r in %s: %s", key, self.directory, why)
+
+    def _get(self, key: str, default: Any, kind: type) -> Any:
+        value, _, _ = self._load(key, kind)
+        return default if value is None else value
 
     def _set(self, key: str, value: Any, expire: float | None = None) -> None:
         self.cache.set(key, _dumps(value), expire=expire)
 
     def _record(self, job_id: str) -> tuple[dict[str, Any] | None, float | None]:
-        """The record and its absolute expiry time."""
-        text, expire_time = self.cache.get("r:" + job_id, expire_time=True)
-        return (None, None) if text is None else (json.loads(text), expire_time)
+        """The record and its absolute expiry time; (None, None) when absent or unreadable."""
+        record, expire_time, _ = self._load("r:" + job_id, dict)
+        if record is not None and not all(isinstance(record.get(f), t) for f, t in RECORD_FIELDS.items()):
+            self._warn("r:" + job_id, "it is not a record bgcb wrote")
+            record = None
+        return (None, None) if record is None else (record, expire_time)
 
     def queue(self) -> list[str]:
-        return list(self._get(QUEUE, []))
+        ids, _, bad = self._load(QUEUE, list)
+        if bad or not all(isinstance(i, str) for i in ids or []):
+            return self._rebuilt_queue()
+        return list(ids or [])
+
+    def _rebuilt_queue(self) -> list[str]:
+        """The queue as the queued records say (oldest first), after its key proved unreadable."""
+        queued = []
+        for key in list(self.cache.iterkeys()):
+            if isinstance(key, str) and key.startswith("r:"):
+                record, _ = self._record(key[2:])
+                if record is not None and record["state"] == "queued":
+                    queued.append((float(record.get("at") or 0), key[2:]))
+        ids = [job_id for _, job_id in sorted(queued)]
+        self._set(QUEUE, ids)
+        log.warning("bgcb-diskcache: rebuilt the queue of %s from its %d queued record(s)", self.directory, len(ids))
+        return ids
 
     def running(self) -> dict[str, dict[str, Any]]:
         """Claimed jobs by id: the worker pid holding each, when it took it, its timeout and stop time."""
-        return dict(self._get(RUNNING, {}))
+        entries = self._get(RUNNING, {}, dict)
+        return {j: e for j, e in entries.items() if isinstance(e, dict) and isinstance(e.get("pid"), int)}
 
     # -- the storage hooks -----------------------------------------------------------
 
     def enqueue(self, job_id: str, job: str, data: str, timeout: float | None, ttl: float) -> None:
         """Store the record and queue its id, in one transaction: no worker sees an id without a record."""
-        record: dict[str, Any] = {"state": "queued", "job": job, "data": data, "updates": [], "timeout": timeout}
+        record = {"state": "queued", "job": job, "data": data, "updates": [], "timeout": timeout, "at": time.time()}
         with self.cache.transact(retry=True):
             self._set("r:" + job_id, record, expire=ttl)
             self._set(QUEUE, [*self.queue(), job_id])
@@ -193,18 +246,31 @@ class Store:
         self.cache.set("c:" + cache_key, outcome, expire=ttl)
 
     def cache_get(self, cache_key: str) -> str | None:
-        text = self.cache.get("c:" + cache_key)
-        return None if text is None else str(text)
+        try:
+            text = self.cache.get("c:" + cache_key)
+        except ValueError as exc:  # a planted pickle: diskcache refused it
+            log.warning("bgcb-diskcache: ignoring the unreadable cached outcome %r (%s)", cache_key, exc)
+            return None
+        return text if isinstance(text, str) else None
 
     def active(self) -> list[str]:
         """Ids listed as running (in the order they were claimed), then queued ones in queue order."""
         return [*self.running(), *self.queue()]
 
     def shared_secret(self, generate: Callable[[], bytes]) -> bytes:
-        if self.cache.get(SECRET) is None:
-            self.cache.add(SECRET, bytes(generate()))  # atomic: the first writer wins
-        secret = self.cache.get(SECRET)
-        return secret.encode() if isinstance(secret, str) else bytes(secret)
+        for _ in range(2):
+            try:
+                if self.cache.get(SECRET) is None:
+                    self.cache.add(SECRET, bytes(generate()))  # atomic: the first writer wins
+                secret = self.cache.get(SECRET)
+            except ValueError as exc:  # not a value bgcb writes: replace it
+                log.warning("bgcb-diskcache: replacing the unreadable shared secret in %s (%s)", self.directory, exc)
+                self.cache.delete(SECRET)
+                continue
+            if isinstance(secret, (str, bytes)) and secret:
+                return secret.encode() if isinstance(secret, str) else bytes(secret)
+            self.cache.delete(SECRET)
+        raise RuntimeError(f"bgcb-diskcache: cannot keep a shared secret in {self.directory}")
 
     # -- the worker loop and the supervisor --------------------------------------------
 
@@ -269,8 +335,8 @@ class Store:
 
     def pool(self) -> dict[str, Any] | None:
         """The heartbeat of the pool serving this directory, if one beat."""
-        info = self._get(POOL)
-        return info if isinstance(info, dict) else None
+        info = self._get(POOL, None, dict)
+        return info if isinstance(info, dict) and isinstance(info.get("beat"), (int, float)) else None
 
     def forget_pool(self) -> None:
         self.cache.delete(POOL)

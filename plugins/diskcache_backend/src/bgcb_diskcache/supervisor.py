@@ -33,7 +33,7 @@ from bgcb.lifecycle import Lifecycle
 
 from . import defaults, worker
 from .store import Store
-from .wake import ensure_fifo
+from .wake import ensure_fifo, wake_path
 
 log = logging.getLogger("bgcb.diskcache")
 
@@ -107,6 +107,7 @@ class Supervisor:
         self.children: dict[int, float] = {}  # pid -> forked at
         self.killed: dict[int, str] = {}  # pid -> why the supervisor killed it
         self.stopping = False
+        self.last_beat = self.last_cleanup = 0.0
 
     def _spawn(self) -> None:
         pid = os.fork()
@@ -127,6 +128,9 @@ class Supervisor:
     def run(self) -> None:
         """Supervise until SIGTERM/SIGINT (or until the parent web process exits)."""
         ensure_fifo(self.store.directory)
+        ensure_fifo(self.store.directory, defaults.STOP_NAME)
+        # RDWR: never end-of-file; a web process writes a byte when a job must stop now (a cancel).
+        stops = os.open(wake_path(self.store.directory, defaults.STOP_NAME), os.O_RDWR | os.O_NONBLOCK)
         rfd, wfd = os.pipe()
         os.set_blocking(wfd, False)
         os.set_blocking(rfd, False)
@@ -137,33 +141,43 @@ class Supervisor:
         ended = self.settle(None, PREVIOUS_POOL)
         if ended:
             log.warning("bgcb-diskcache: %d job(s) of a previous pool were still listed as running", len(ended))
-        last_beat = last_cleanup = 0.0
         log.info("bgcb-diskcache: pool of %d worker(s) on %s (supervisor pid %d)", self.size, self.store.directory, self.me)
         try:
             while not self.stopping:
-                now = time.time()
-                if now - last_beat >= defaults.BEAT_EVERY:
-                    self.store.beat(self.size)  # before the first fork: a running job always has a heartbeat
-                    last_beat = now
-                while len(self.children) < self.size:
-                    self._spawn()
-                if now - last_cleanup >= defaults.CLEANUP_EVERY:
-                    self.store.cleanup()
-                    last_cleanup = now
-                self._enforce(now)
+                self._tick()
                 with contextlib.suppress(InterruptedError):
-                    select.select([rfd], [], [], defaults.TICK)
-                with contextlib.suppress(BlockingIOError):
-                    os.read(rfd, 512)
-                self._reap()
+                    select.select([rfd, stops], [], [], defaults.TICK)
+                for fd in (rfd, stops):
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(fd, 512)
+                self._contained(self._reap)
                 if self.parent is not None and os.getppid() != self.parent:
                     log.info("bgcb-diskcache: the web process exited; stopping the pool")
                     break
         finally:
             self._shutdown()
             signal.set_wakeup_fd(-1)
-            os.close(rfd)
-            os.close(wfd)
+            for fd in (rfd, wfd, stops):
+                os.close(fd)
+
+    def _tick(self) -> None:
+        now = time.time()
+        if now - self.last_beat >= defaults.BEAT_EVERY:
+            self._contained(self.store.beat, self.size)  # before the first fork: a running job always has a heartbeat
+            self.last_beat = now
+        while len(self.children) < self.size:
+            self._spawn()
+        if now - self.last_cleanup >= defaults.CLEANUP_EVERY:
+            self._contained(self.store.cleanup)
+            self.last_cleanup = now
+        self._contained(self._enforce, now)
+
+    def _contained(self, step: Callable[..., Any], *args: Any) -> None:
+        """Run one step of the tick; an error is logged and the pool goes on (the next tick retries)."""
+        try:
+            step(*args)
+        except Exception:
+            log.exception("bgcb-diskcache: the supervisor's %s failed; the pool goes on", getattr(step, "__name__", step))
 
     def _enforce(self, now: float) -> None:
         """Kill workers holding a job whose stop time passed, or that ran past timeout + cancel_grace."""

@@ -18,21 +18,21 @@ import threading
 from . import defaults
 
 
-def wake_path(directory: str) -> str:
-    return os.path.join(directory, defaults.WAKE_NAME)
+def wake_path(directory: str, name: str = defaults.WAKE_NAME) -> str:
+    return os.path.join(directory, name)
 
 
-def ensure_fifo(directory: str) -> None:
-    """Make the FIFO (the supervisor does, before it forks workers)."""
+def ensure_fifo(directory: str, name: str = defaults.WAKE_NAME) -> None:
+    """Make a FIFO (the supervisor does, before it forks workers)."""
     with contextlib.suppress(FileExistsError):
-        os.mkfifo(wake_path(directory), 0o600)
+        os.mkfifo(wake_path(directory, name), 0o600)
 
 
 class Waker:
-    """The web side: one byte per queued job, from any thread."""
+    """The web side: one byte per queued job (or per stop request, on the supervisor's FIFO), from any thread."""
 
-    def __init__(self, directory: str) -> None:
-        self.path = wake_path(directory)
+    def __init__(self, directory: str, name: str = defaults.WAKE_NAME) -> None:
+        self.path = wake_path(directory, name)
         self.fd: int | None = None
         self.lock = threading.Lock()  # web servers enqueue from many threads
 

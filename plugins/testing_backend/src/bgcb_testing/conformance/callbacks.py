@@ -110,6 +110,17 @@ def sleep(set_progress: Callable[[Any], None], spec: dict[str, Any]) -> dict[str
     return {"start": start, "end": time.time(), "where": _where(), "tag": spec.get("tag")}
 
 
+@_background("block")
+def block(spec: dict[str, Any]) -> str:
+    """Run ``spec["seconds"]`` without a progress or set_props call (nothing the core could stop it at),
+    appending a tick to ``spec["marker"]`` every 50 ms: only the backend can stop it."""
+    end = time.time() + float(spec["seconds"])
+    while time.time() < end:
+        _mark(spec.get("marker"), "tick")
+        time.sleep(0.05)
+    return "block finished"
+
+
 @_background("report_pid", progress=True)
 def report_pid(set_progress: Callable[[Any], None], seconds: float) -> str:
     """Tell the kit which process runs the job, then wait to be killed."""

@@ -101,6 +101,34 @@ class EndingChecks:
         )
         kit.events.expect(job_id, State.TIMED_OUT, started=kit.in_process or None, ended_here=kit.in_process)
 
+    def test_timeout_stops_a_callback_that_never_reports(self, kit: Kit) -> None:
+        """A callback with no progress or set_props call can only be stopped by the backend (``bgcb_stop``, time limits)."""
+        if not kit.has_hook("bgcb_stop"):
+            pytest.skip(
+                "the backend does not implement bgcb_stop: stopping is cooperative only, so a callback that never "
+                "reports progress runs on past its timeout (its record still ends timed_out)"
+            )
+        marker = kit.tmp_path / "block"
+        job_id = kit.submit("block", {"seconds": 30.0, "marker": str(marker)}, timeout=0.5)
+        status = kit.wait(job_id, timeout=0.5 + kit.config.stop_timeout, what="end after its 0.5 s timeout")
+        assert status.state is State.TIMED_OUT, f"a job past its timeout ends timed_out, got {status.state.value!r}"
+
+        def ticks() -> int:
+            return marker.read_text().count("tick") if marker.exists() else 0
+
+        deadline, before = time.monotonic() + kit.config.stop_timeout, ticks()
+        while True:
+            time.sleep(0.5)
+            now = ticks()
+            if now == before:
+                break  # no tick for half a second: the callback was stopped
+            assert time.monotonic() < deadline, (
+                f"the callback kept running {kit.config.stop_timeout:g} s after its job timed out: the backend "
+                "never stopped it. Stop a job's execution timeout + cancel_grace seconds after it started "
+                "(see hookspecs.BackendSpec.bgcb_enqueue, param timeout, and bgcb_stop)."
+            )
+            before = now
+
     def test_killed_worker_loses_the_job(self, kit: Kit) -> None:
         if kit.config.kill_worker is None:
             pytest.skip(

@@ -1,0 +1,134 @@
+"""Which queues a Celery worker serves, announced in Redis, so that a job nobody will take is told so.
+
+A job's heartbeat (:class:`bgcb_celery.worker.Heart`) only exists while a
+process works; an idle worker stays silent to save Redis commands. So each
+worker's main process also announces, every ``PRESENCE_EVERY`` seconds, the
+queues it consumes: ``ZADD <prefix>:serving:<queue> <expiry ms> <host:pid>``.
+A web process asks ``ZCOUNT`` of the members not yet expired when a poll
+reads a queued job (at most once a second while a worker is present), and
+the core fails a job that waited ``no_worker_after`` with nobody serving its
+queue, saying what to start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+from . import defaults
+from .store import RedisStore
+
+log = logging.getLogger("bgcb.celery")
+
+#: (store, queue) of every backend configured in this process: what a worker here announces.
+_served: list[tuple[RedisStore, str]] = []
+_lock = threading.Lock()
+_connected = False
+
+
+def _key(store: RedisStore, queue: str) -> str:
+    return f"{store.keys.prefix}:serving:{queue}"
+
+
+def register(celery: Any, store: RedisStore, queue: str) -> None:
+    """Remember a backend's queue, and have this process announce it should it become a Celery worker."""
+    global _connected
+    with _lock:
+        if all(s is not store for s, _ in _served):
+            _served.append((store, queue))
+        if _connected:
+            return
+        _connected = True
+    from celery import signals
+
+    signals.worker_ready.connect(_on_worker_ready, weak=False)
+    signals.worker_shutdown.connect(_on_worker_shutdown, weak=False)
+
+
+def unregister(store: RedisStore) -> None:
+    with _lock:
+        _served[:] = [(s, q) for s, q in _served if s is not store]
+
+
+def _consumed(sender: Any) -> set[str] | None:
+    """Names of the queues the worker consumes (None: cannot tell, announce them all)."""
+    try:
+        return {q.name for q in sender.task_consumer.queues}
+    except Exception:
+        return None
+
+
+class _Announcer:
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.member = f"{socket.gethostname()}:{os.getpid()}"
+        self.targets: list[tuple[RedisStore, str]] = []
+
+    def beat(self) -> None:
+        expiry = int((time.time() + defaults.PRESENCE_TTL) * 1000)
+        for store, queue in self.targets:
+            try:
+                pipe = store.redis.pipeline(transaction=False)
+                pipe.zadd(_key(store, queue), {self.member: expiry})
+                pipe.zremrangebyscore(_key(store, queue), "-inf", int(time.time() * 1000))
+                pipe.pexpire(_key(store, queue), int(defaults.PRESENCE_TTL * 1000))
+                pipe.execute()
+            except Exception as exc:  # Redis away: the next beat retries
+                log.debug("bgcb-celery: could not announce queue %s (%s)", queue, exc)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.beat()
+            self.stop.wait(defaults.PRESENCE_EVERY)
+        for store, queue in self.targets:
+            try:
+                store.redis.zrem(_key(store, queue), self.member)
+            except Exception:
+                pass
+
+
+_announcer: _Announcer | None = None
+
+
+def _on_worker_ready(sender: Any = None, **_: Any) -> None:
+    global _announcer
+    consumed = _consumed(sender)
+    with _lock:
+        targets = [(s, q) for s, q in _served if consumed is None or q in consumed]
+    if not targets or _announcer is not None:
+        return
+    _announcer = _Announcer()
+    _announcer.targets = targets
+    threading.Thread(target=_announcer.run, name="bgcb-presence", daemon=True).start()
+    log.info("bgcb-celery: serving queue(s) %s", ", ".join(sorted({q for _, q in targets})))
+
+
+def _on_worker_shutdown(**_: Any) -> None:
+    global _announcer
+    if _announcer is not None:
+        _announcer.stop.set()
+        _announcer = None
+
+
+class Serving:
+    """The web side: whether any worker announced ``queue`` lately (a positive answer is trusted for a second)."""
+
+    def __init__(self, store: RedisStore, queue: str) -> None:
+        self.store, self.queue = store, queue
+        self._seen_at = float("-inf")
+
+    def __call__(self) -> bool | None:
+        now = time.monotonic()
+        if now - self._seen_at < defaults.PRESENCE_FRESH:
+            return True
+        try:
+            count = int(self.store.redis.zcount(_key(self.store, self.queue), int(time.time() * 1000), "+inf"))
+        except Exception:
+            return None  # cannot tell
+        if count:
+            self._seen_at = now
+        return count > 0
