@@ -132,7 +132,13 @@ def celery(session: nox.Session, dash: str, stack: str) -> None:
     servers = _servers(dash) if stack == "newest" else ["flask"]
     extra += SERVER_TOOLS if len(servers) > 1 else []
     session.install(
-        *DISTRIBUTIONS, "./plugins/celery_backend", f"dash[async]=={dash}", "pytest>=7", *CELERY_STACKS[stack], *extra
+        *DISTRIBUTIONS,
+        "./plugins/celery_backend",
+        f"dash[async]=={dash}",
+        "pytest>=7",
+        "gunicorn",
+        *CELERY_STACKS[stack],
+        *extra,
     )
     args = session.posargs or []
     session.run("pytest", "tests/celery", "-q", *args)

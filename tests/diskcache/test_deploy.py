@@ -102,6 +102,24 @@ def test_two_gunicorn_workers_share_one_queue_served_by_bgcb_worker(deployment) 
     assert {r["pid"] for r in results} <= pool_pids, "jobs ran in the bgcb worker's processes"
 
 
+def test_a_gunicorn_worker_killed_mid_poll_loses_nothing(deployment) -> None:
+    """SIGKILL one of the two web workers while a job runs: the page keeps polling (the other web
+    worker, then its replacement, answer) and gets the job's result."""
+    from bgcb_testing import DashClient
+
+    url, procs, _ = deployment
+    client = DashClient.http(url).load()
+    handles = client.start(STAMP, [("stamp-btn", "n_clicks", 5)], [("stamp-in", "value", "1.5")])
+    web_workers = psutil.Process(procs["web"].pid).children()
+    assert len(web_workers) == 2
+    web_workers[0].kill()
+    killed = time.monotonic()
+    run = client.run(STAMP, [("stamp-btn", "n_clicks", 5)], [("stamp-in", "value", "1.5")], handles=handles, timeout=30)
+    print(f"gunicorn worker SIGKILL mid-poll: the result arrived {time.monotonic() - killed:.2f} s after the kill (a 1.5 s job)")
+    assert run.final.status == 200 and json.loads(run.output("stamp-out", "children"))["n"] == 5
+    wait_for(lambda: len(psutil.Process(procs["web"].pid).children()) == 2, 30, "gunicorn to replace its worker")
+
+
 def test_the_worker_logs_each_outcome_with_the_traceback_of_errors(deployment, tmp_path) -> None:
     from bgcb_testing import DashClient
 
@@ -135,9 +153,12 @@ def test_dead_bgcb_worker_fails_running_jobs_and_a_restart_serves_again(deployme
     supervisor = psutil.Process(procs["worker"].pid)
     workers = supervisor.children()
     supervisor.kill()  # the whole pool dies: its workers follow (parent-death signal)
+    killed = time.monotonic()
     procs["worker"].wait(5)
     psutil.wait_procs(workers, timeout=5)
     run = client.run(outputs, inputs, handles=handles, timeout=15, interval=0.2)
+    seconds = time.monotonic() - killed
+    print(f"bgcb worker (supervisor) SIGKILL mid-job: the page shows the error {seconds:.2f} s after (dead_after=3)")
     assert run.final.status == 500
     # The web process saw the pool's heartbeat stop (dead_after): the core ended the job as lost.
     assert "stopped without finishing it" in run.final.text and "worker pool on" in run.final.text, run.final.text

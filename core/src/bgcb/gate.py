@@ -58,6 +58,7 @@ class Gate:
 
     def flow(self, query: Query, body: bytes) -> Flow:
         """The request's course: effects out (:class:`Call`, :class:`Io`), the reply back."""
+        query = ascii_handles(query)
         payload = json_object(body)
         args = dict(query)
         end_id = args.get("endId")
@@ -172,6 +173,20 @@ class Gate:
                 if clicked or again:
                     out.append(held)
             return out
+
+
+#: Query parameters that carry job handles: every handle bgcb or Dash issues is ASCII.
+HANDLE_PARAMS = ("job", "cacheKey", "oldJob", "cancelJob")
+#: What a handle that is not ASCII becomes: a handle nobody issued, refused as any forged one.
+NOT_A_HANDLE = "forged"
+
+
+def ascii_handles(query: Query) -> Query:
+    """``query`` with non-ASCII handles replaced by :data:`NOT_A_HANDLE` (Dash 4.4 checks a
+    handle's signature with ``hmac.compare_digest``, which raises on non-ASCII text: HTTP 500)."""
+    if all(v.isascii() for k, v in query if k in HANDLE_PARAMS):
+        return query
+    return [(k, v if k not in HANDLE_PARAMS or v.isascii() else NOT_A_HANDLE) for k, v in query]
 
 
 def _flat(items: Any) -> list[Any]:
