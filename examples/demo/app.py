@@ -1,5 +1,6 @@
 """bgcb demo: the five examples of Dash's background-callback docs, plus the
-queue, on the diskcache backend (warm worker processes, no server).
+queue and an error, on the diskcache backend (warm worker processes, no server)
+or any other (``BGCB_BACKEND=celery`` with ``bgcb worker app`` beside it).
 
     python3 -m pip install -r examples/demo/requirements.txt
     python3 examples/demo/app.py            # then open http://127.0.0.1:8050
@@ -15,7 +16,7 @@ import os
 import time
 
 import plotly.graph_objects as go
-from dash import Dash, Input, Output, callback, dcc, html
+from dash import Dash, Input, Output, callback, dcc, html, set_props
 
 import bgcb
 
@@ -96,6 +97,12 @@ app.layout = html.Div(
             html.Span(id="queue-out", style={"marginLeft": 12}),
             html.Table(id="queue-table", style={"marginTop": 8, "fontFamily": "monospace"}),
             dcc.Interval(id="queue-tick", interval=500),
+        ),
+        card(
+            "Errors",
+            "The callback raises; on_error=show_error puts the message on the page (the worker logs the traceback).",
+            html.Button("Run", id="error-btn"),
+            html.Span(id="error-out", style={"marginLeft": 12}),
         ),
     ],
     style={"maxWidth": 760, "margin": "0 auto", "fontFamily": "system-ui, sans-serif"},
@@ -186,6 +193,22 @@ def progress_graph(set_progress, n_clicks):
 def queued_job(n_clicks):
     time.sleep(4.0)
     return f"Job {n_clicks} done"
+
+
+def show_error(err):
+    set_props("error-out", {"children": f"Failed: {err}"})
+
+
+@callback(
+    Output("error-out", "children"),
+    Input("error-btn", "n_clicks"),
+    background=True,
+    on_error=show_error,
+    prevent_initial_call=True,
+)
+def failing(n_clicks):
+    time.sleep(0.5)
+    raise ValueError(f"run {n_clicks} failed on purpose")
 
 
 @callback(Output("queue-table", "children"), Input("queue-tick", "n_intervals"))

