@@ -235,6 +235,9 @@ def test_forged_job_handle_is_refused(client: DashClient) -> None:
     assert resp.status in (204, 500)
     if resp.status == 500:
         assert "unknown" in resp.text
+    # A handle bgcb never issues (not an id's shape) is refused as quietly on every Dash version: no update.
+    malformed = client.poll(dict(real, job="not a handle ✗"), outputs, inputs)
+    assert malformed.status == 204, (malformed.status, malformed.text[:300])
 
 
 def _wait_progress(client: DashClient, handles, outputs, inputs, timeout: float = 10.0) -> None:

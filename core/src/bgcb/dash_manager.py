@@ -15,7 +15,7 @@ from typing import Any, Literal
 from . import _dash_compat as compat
 from . import defaults, hold, serve
 from .hold import Holding
-from .jobs import Job, Outcome, Snapshot, State, Status
+from .jobs import Job, Outcome, Snapshot, State, Status, is_job_id
 from .provider import Backend
 
 #: Prefix of the handle given for a result reused from the cache: no job runs.
@@ -189,7 +189,9 @@ class DashManager(compat.BaseManager):
         snap = self._snapshot(job, key)
         if snap.status.state is State.UNKNOWN:
             if job and not job.startswith(CACHED_HANDLE) and compat.request_memo() is not None:
-                return _to_dash(_unknown_job_outcome())
+                # A handle bgcb could have issued (its record expired, or another server's): say so.
+                # One it never issues is a forgery: no update, as Dash 4.4 answers a bad signature.
+                return _to_dash(_unknown_job_outcome() if is_job_id(job) else Outcome.no_update())
             return self.UNDEFINED
         if snap.outcome is None or snap.outcome.kind == "cancelled":
             return self.UNDEFINED
