@@ -194,6 +194,21 @@ def test_killed_worker_host_loses_no_job(redis_server, redis_client) -> None:
         first.stop()
 
 
+def test_the_worker_logs_each_outcome_with_the_traceback_of_errors(client: DashClient, worker) -> None:
+    """Celery's own line says only that the task ran ("succeeded"); bgcb logs how the job ended."""
+    failed = client.run([("boom-out", "children")], [("boom-btn", "n_clicks", 9)], timeout=20)
+    assert failed.final.status == 500 and "boom 9" in failed.final.text
+    client.run([("quick-out", "children")], [("quick-btn", "n_clicks", 9)], timeout=20)
+
+    def logged() -> str | None:
+        text = worker.output()
+        return text if "(boom-out.children) failed" in text and "(quick-out.children) succeeded" in text else None
+
+    text = wait_for(logged, 10, "the worker to log both outcomes")
+    assert "ValueError: boom 9" in text and "Traceback" in text
+    assert "'job failed'" in text, "Celery's line carries how the job ended"
+
+
 def test_timeout_stops_a_job_that_never_yields(client: DashClient) -> None:
     started = time.monotonic()
     run = client.run([("hang-out", "children")], [("hang-btn", "n_clicks", 1)], interval=0.2, timeout=15)

@@ -45,6 +45,8 @@ app.layout = html.Div(
         html.Button(id="stepper-btn"),
         dcc.Input(id="stepper-in"),
         html.Div(id="stepper-out"),
+        html.Button(id="boom-btn"),
+        html.Div(id="boom-out"),
         html.Button(id="hang-btn"),
         html.Div(id="hang-out"),
         html.Button(id="webonly-btn"),
@@ -112,6 +114,11 @@ def stepper(set_progress, n, value):
 def hang(n):
     time.sleep(60)  # no progress calls: the timeout must be enforced from outside
     return "should have timed out"
+
+
+@dash.callback(Output("boom-out", "children"), Input("boom-btn", "n_clicks"), background=True, prevent_initial_call=True)
+def boom(n):
+    raise ValueError(f"boom {n}")
 
 
 if os.environ.get("CEL_WEB_ONLY") == "1":  # defined in the web process only, never in workers
