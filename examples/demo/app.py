@@ -196,7 +196,8 @@ def queued_job(n_clicks):
 
 
 def show_error(err):
-    set_props("error-out", {"children": f"Failed: {err}"})
+    """Dash's error carries the worker's traceback after the message: the page shows the message."""
+    set_props("error-out", {"children": f"Failed: {str(err).splitlines()[0]}"})
 
 
 @callback(
