@@ -89,6 +89,17 @@ def test_a_backend_that_cannot_wait_here_falls_back_to_the_schedule() -> None:
     assert reads.count == 3 and len(calls) == 3, "asked each time, then the scheduled sleep"
 
 
+def test_a_stopped_wait_answers_with_a_read_made_after_the_stop() -> None:
+    """The gate sets ``stop`` once its cancel is written: the held request must answer with that, not
+    with a snapshot read a moment before (found by CI: the first answer came back 200 instead of 204)."""
+    stop = threading.Event()
+    stop.set()
+    cancelled = Snapshot(Status(State.CANCELLED))
+    reads = Reads(cancelled)
+    assert Holding(reads).wait("j", 10.0, limit=1, stop=stop, snap=RUNNING) is cancelled
+    assert reads.count == 1
+
+
 def test_waits_beyond_the_limit_answer_at_once() -> None:
     gate, release = threading.Event(), threading.Event()
 

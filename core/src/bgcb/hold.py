@@ -122,8 +122,12 @@ class Holding:
             pause = defaults.HOLD_PAUSE_FIRST
             while True:
                 now = time.monotonic()
-                if snap is not None and (news(snap) or now >= deadline or (stop is not None and stop.is_set())):
+                if snap is not None and (news(snap) or now >= deadline):
                     return snap
+                if snap is not None and stop is not None and stop.is_set():
+                    # ``stop`` is set after what set it (a cancel) was written: a read now sees it, while
+                    # ``snap`` may have been read just before.
+                    return self._poll(job_id)
                 if self._watched(job_id, max(0.0, min(defaults.HOLD_PAUSE_MAX, deadline - now))) is None:
                     nap = max(0.0, min(pause, deadline - now))
                     if stop is not None:
