@@ -98,7 +98,10 @@ def app_backend(app: str, name: str | None, role: Role = "worker") -> provider.B
         if name:
             made = [b for b in made if b.name == provider.canonical(name)]
         # Managers that differ only in the core's lifecycle settings (cancel_grace, ttls) share a store and workers.
-        made = list({(b.name, repr(sorted(b.options.items()))): b for b in reversed(made)}.values())[::-1]
+        unique: dict[tuple[str, str], provider.Backend] = {}
+        for backend in made:
+            unique.setdefault((backend.name, repr(sorted(backend.options.items()))), backend)
+        made = list(unique.values())
         if len(made) == 1:
             return made[0]
         if len(made) > 1:
@@ -137,8 +140,7 @@ def options_help() -> str:
     lines = ["options (bgcb.manager(NAME=...) in the app, or the environment variable; the app's values win):"]
     for name, info in provider.installed().items():
         try:
-            factory = info.entry_point.load()
-            plugin = factory() if callable(factory) else factory
+            plugin = info.plugin()
             own = dict(plugin.bgcb_options()) if hasattr(plugin, "bgcb_options") else {}
         except Exception as exc:  # a broken plugin: say so, list the others
             lines.append(f"  {name}: cannot list its options ({exc!r})")

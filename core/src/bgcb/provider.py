@@ -48,6 +48,11 @@ class BackendInfo:
     version: str
     entry_point: metadata.EntryPoint
 
+    def plugin(self) -> object:
+        """The backend's plugin object: the entry point's class instantiated (or its object as it is)."""
+        factory = self.entry_point.load()
+        return factory() if callable(factory) else factory
+
 
 def installed() -> dict[str, BackendInfo]:
     """The installed backends by name, without importing any of them."""
@@ -159,8 +164,7 @@ def _load(chosen: str, options: dict[str, Any]) -> Backend:
             f"To use '{chosen}', install its distribution: pip install bgcb-{chosen}"
         )
     try:
-        factory = info.entry_point.load()
-        plugin = factory() if callable(factory) else factory
+        plugin = info.plugin()
     except Exception as exc:
         raise BackendLoadError(
             f"bgcb: the backend '{chosen}' from distribution {info.distribution} {info.version} failed to load: "

@@ -28,6 +28,10 @@ class Keys:
     def worker(self, name: str) -> str:
         return f"{self.prefix}:worker:{name}"
 
+    def serving(self, queue: str) -> str:
+        """Workers consuming ``queue``, scored by when their announcement expires (:mod:`.presence`)."""
+        return f"{self.prefix}:serving:{queue}"
+
     def cache(self, cache_key: str) -> str:
         return f"{self.prefix}:cache:{cache_key}"
 

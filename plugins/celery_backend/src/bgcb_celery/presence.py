@@ -30,10 +30,6 @@ _lock = threading.Lock()
 _connected = False
 
 
-def _key(store: RedisStore, queue: str) -> str:
-    return f"{store.keys.prefix}:serving:{queue}"
-
-
 def register(celery: Any, store: RedisStore, queue: str) -> None:
     """Remember a backend's queue, and have this process announce it should it become a Celery worker."""
     global _connected
@@ -73,9 +69,9 @@ class _Announcer:
         for store, queue in self.targets:
             try:
                 pipe = store.redis.pipeline(transaction=False)
-                pipe.zadd(_key(store, queue), {self.member: expiry})
-                pipe.zremrangebyscore(_key(store, queue), "-inf", int(time.time() * 1000))
-                pipe.pexpire(_key(store, queue), int(defaults.PRESENCE_TTL * 1000))
+                pipe.zadd(store.keys.serving(queue), {self.member: expiry})
+                pipe.zremrangebyscore(store.keys.serving(queue), "-inf", int(time.time() * 1000))
+                pipe.pexpire(store.keys.serving(queue), int(defaults.PRESENCE_TTL * 1000))
                 pipe.execute()
             except Exception as exc:  # Redis away: the next beat retries
                 log.debug("bgcb-celery: could not announce queue %s (%s)", queue, exc)
@@ -86,7 +82,7 @@ class _Announcer:
             self.stop.wait(defaults.PRESENCE_EVERY)
         for store, queue in self.targets:
             try:
-                store.redis.zrem(_key(store, queue), self.member)
+                store.redis.zrem(store.keys.serving(queue), self.member)
             except Exception:
                 pass
 
@@ -126,7 +122,7 @@ class Serving:
         if now - self._seen_at < defaults.PRESENCE_FRESH:
             return True
         try:
-            count = int(self.store.redis.zcount(_key(self.store, self.queue), int(time.time() * 1000), "+inf"))
+            count = int(self.store.redis.zcount(self.store.keys.serving(self.queue), int(time.time() * 1000), "+inf"))
         except Exception:
             return None  # cannot tell
         if count:
