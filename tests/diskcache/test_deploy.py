@@ -296,20 +296,30 @@ def test_under_debug_the_workers_follow_an_edit_of_the_app(tmp_path) -> None:
     try:
         wait_http(url + "/", proc)
 
+        errors: list[str] = []
+
         def click() -> str | None:
             try:
                 run = DashClient.http(url).load().run([("out", "children")], [("btn", "n_clicks", 1)], timeout=30)
             except Exception:  # the server is restarting
                 return None
-            return run.output("out", "children") if run.final.status == 200 else run.final.text
+            if run.final.status != 200:
+                # A click in the restart window: the exiting server still answers while its
+                # pool stops, and a job it queued meets workers that imported the edited code.
+                errors.append(run.final.text.splitlines()[0][:200])
+                return None
+            return run.output("out", "children")
 
         assert wait_for(click, 30, "the first answer") == "first version"
         time.sleep(1.1)  # a modification time the reloader can tell from the first
         script.write_text(RELOAD_APP.replace("PORT", str(port)).replace("VERSION", "edited version"))
         t0 = time.monotonic()
         answer = wait_for(lambda: (a := click()) and a != "first version" and a, 60, "an answer from the edited app")
-        print(f"debug reloader: the edited callback answered {time.monotonic() - t0:.1f} s after the edit")
+        print(f"debug reloader: the edited callback answered {time.monotonic() - t0:.1f} s after the edit "
+              f"({len(errors)} click(s) failed in the restart window)")
         assert answer == "edited version", answer
+        settled = [click() for _ in range(3)]  # after the restart: every click runs the edited code
+        assert settled == ["edited version"] * 3, (settled, errors)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(15)
