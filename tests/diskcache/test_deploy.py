@@ -315,8 +315,10 @@ def test_under_debug_the_workers_follow_an_edit_of_the_app(tmp_path) -> None:
         script.write_text(RELOAD_APP.replace("PORT", str(port)).replace("VERSION", "edited version"))
         t0 = time.monotonic()
         answer = wait_for(lambda: (a := click()) and a != "first version" and a, 60, "an answer from the edited app")
-        print(f"debug reloader: the edited callback answered {time.monotonic() - t0:.1f} s after the edit "
-              f"({len(errors)} click(s) failed in the restart window)")
+        print(
+            f"debug reloader: the edited callback answered {time.monotonic() - t0:.1f} s after the edit "
+            f"({len(errors)} click(s) failed in the restart window)"
+        )
         assert answer == "edited version", answer
         settled = [click() for _ in range(3)]  # after the restart: every click runs the edited code
         assert settled == ["edited version"] * 3, (settled, errors)

@@ -52,6 +52,27 @@ def test_broken_plugin_names_distribution_and_error(site) -> None:
     assert "bgcb-broken" in text and "not_a_module_anywhere" in text
 
 
+def test_a_backend_built_for_another_contract_refuses_the_core(site) -> None:
+    """The backend's own check (bgcb.contract.built_for) reaches the user as it is: versions and what to install."""
+    _fake_distribution(
+        site,
+        "bgcb-future",
+        "future",
+        "fakebackend_future:Backend",
+        """
+        from bgcb.contract import built_for
+
+        built_for("bgcb-future", 3, 4)
+        """,
+    )
+    with pytest.raises(BackendLoadError) as err:
+        provider.load("future")
+    text = str(err.value)
+    assert "bgcb-future 1.2.3 was built for backend contract 3 or 4" in text
+    assert f"bgcb {bgcb.__version__} speaks contract {bgcb.CONTRACT_VERSION}" in text
+    assert "pip install --upgrade bgcb-future bgcb" in text and "failed to load" not in text
+
+
 def test_plugin_missing_required_hook_is_refused(site) -> None:
     _fake_distribution(
         site,

@@ -9,6 +9,7 @@ app = Dash(__name__, background_callback_manager=bgcb.manager())
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib.metadata import version as _version
 from typing import Any
 
 from . import observers
@@ -18,7 +19,7 @@ from .hookspecs import CONTRACT_VERSION, hookimpl
 from .jobs import Job, Outcome, Snapshot, State, Status, new_job_id
 from .record import Stored
 
-__version__ = "0.2.0"
+__version__ = _version("bgcb")  # the file VERSION at the repository root, through the installed metadata
 
 __all__ = [
     "BackendInvalid",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import pluggy
 
 from . import hookspecs, observers
-from .errors import BackendInvalid
+from .errors import BackendInvalid, BackendLoadError
 
 if TYPE_CHECKING:
     from .lifecycle import Lifecycle
@@ -83,6 +83,33 @@ def problems(plugin: object) -> list[str]:
         if have and len(have) != len(pair):
             found.append(f"{' and '.join(pair)} go together; implement both or neither.")
     return found
+
+
+def built_for(distribution: str, *contracts: int) -> None:
+    """Refuse, at import, a core whose contract the calling backend was not built for.
+
+    A backend module calls it first thing: ``built_for("bgcb-celery", 2)``.
+    The dependency range (``bgcb>=0.3,<0.4``) keeps pip from pairing them;
+    this catches what pip cannot see (``--no-deps``, editable installs,
+    a core upgraded on its own).
+    """
+    if hookspecs.CONTRACT_VERSION in contracts:
+        return
+    from importlib import metadata
+
+    def installed(name: str) -> str:
+        try:
+            return f"{name} {metadata.version(name)}"
+        except metadata.PackageNotFoundError:
+            return name
+
+    known = " or ".join(str(c) for c in contracts)
+    raise BackendLoadError(
+        f"bgcb: {installed(distribution)} was built for backend contract {known}, but the installed "
+        f"{installed('bgcb')} speaks contract {hookspecs.CONTRACT_VERSION}. Install releases made for "
+        f"each other: pip install --upgrade {distribution} bgcb (or the {distribution} release that "
+        f"supports contract {hookspecs.CONTRACT_VERSION})."
+    )
 
 
 def plugin_manager(name: str, plugin: object, where: str = "") -> pluggy.PluginManager:

@@ -21,7 +21,7 @@ import pluggy
 
 from . import contract, hookspecs, observers
 from .checks import Check
-from .errors import BackendLoadError, BackendNotFound
+from .errors import BackendLoadError, BackendNotFound, BgcbError
 from .lifecycle import Lifecycle
 from .options import resolve_options, split
 
@@ -165,6 +165,8 @@ def _load(chosen: str, options: dict[str, Any]) -> Backend:
         )
     try:
         plugin = info.plugin()
+    except BgcbError:
+        raise  # the backend's own clear refusal (bgcb.contract.built_for)
     except Exception as exc:
         raise BackendLoadError(
             f"bgcb: the backend '{chosen}' from distribution {info.distribution} {info.version} failed to load: "

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from bgcb.contract import built_for
+
+built_for("bgcb-sqlite", 2)  # a core of another backend contract is refused here, at import
+# ruff: noqa: E402 (the imports below come after the contract check)
+
 import logging
 import os
 import sqlite3
@@ -12,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bgcb import Stored, hookimpl
+from bgcb.contract import built_for
 from bgcb.lifecycle import Lifecycle
 
 SCHEMA = """PRAGMA journal_mode=WAL;

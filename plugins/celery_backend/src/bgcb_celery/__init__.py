@@ -10,6 +10,11 @@ Workers: ``bgcb worker app`` or ``celery -A app:celery_app worker``.
 
 from __future__ import annotations
 
+from bgcb.contract import built_for
+
+built_for("bgcb-celery", 2)  # a core of another backend contract is refused here, at import
+# ruff: noqa: E402 (the imports below come after the contract check)
+
 from typing import Any
 
 from .backend import CeleryBackend
