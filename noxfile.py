@@ -1,5 +1,6 @@
 """Sessions: ``lint``, ``typecheck``, ``tests`` (every Dash version, every backend), ``celery``,
-``bench`` (the benchmark harness; ``bench_smoke`` runs it with tiny counts).
+``build`` (the distributions, checked and installed by name from dist/), ``bench`` (the benchmark
+harness; ``bench_smoke`` runs it with tiny counts); ``newest_dash`` on demand.
 
 python3 -m pip install nox && python3 -m nox
 """
@@ -58,6 +59,23 @@ def tests(session: nox.Session, dash: str) -> None:
     servers = _servers(dash)
     tools = SERVER_TOOLS if len(servers) > 1 else []
     session.install(*DISTRIBUTIONS, *EXAMPLES, f"dash[async]=={dash}", "pytest>=7", "plotly", *TEST_TOOLS, *tools)
+    _suite(session, servers)
+
+
+@nox.session
+def newest_dash(session: nox.Session) -> None:
+    """The ``tests`` suite on the newest Dash release, even one past bgcb's ``dash<5`` (pip warns
+    of the conflict and goes on): run it when Dash releases, to see the day a new one breaks us.
+    Not in the default sessions: while the newest is the matrix's last version it repeats that cell."""
+    session.install(*DISTRIBUTIONS, *EXAMPLES, "pytest>=7", "plotly", *TEST_TOOLS, *SERVER_TOOLS)
+    session.install("--upgrade", "dash[async]")
+    newest = session.run("python", "-c", "import dash; print(dash.__version__)", silent=True).strip()
+    tested = "the matrix's newest" if newest == DASH_VERSIONS[-1] else f"newer than the matrix's {DASH_VERSIONS[-1]}"
+    session.log(f"Dash {newest} ({tested})")
+    _suite(session, _servers(newest))
+
+
+def _suite(session: nox.Session, servers: list[str]) -> None:
     args = session.posargs or []
     session.run("pytest", "tests/unit", "-q", *args)
     # the conformance kit on every installed backend, and its self-tests

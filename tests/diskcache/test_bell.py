@@ -73,7 +73,7 @@ def test_writers_ring_through_the_backend_hooks(tmp_path) -> None:
     from bgcb.jobs import Job, State
     from bgcb.record import Data
 
-    backend = provider.load("diskcache", fresh=True, directory=str(tmp_path / "store"), autostart=False)
+    backend = provider.load("diskcache", fresh=True, directory=str(tmp_path / "store"), autostart=False, portable="off")
     try:
         job_id = backend.submit(Job(callback="k", args=[1]))
         assert backend.wait(job_id, 0.0) is True  # starts listening

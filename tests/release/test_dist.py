@@ -166,7 +166,7 @@ def test_diskcache_by_name_runs_the_demo_then_everything_is_typed(tmp_path: Path
     assert "Revealed type" in typed.stdout and "def (" in typed.stdout, typed.stdout
 
 
-CELERY_APP = '''
+CELERY_APP = """
 import time
 
 import bgcb
@@ -184,14 +184,15 @@ app.layout = html.Div([html.Button("Run", id="go"), html.Div(id="out")])
 def run(n_clicks):
     time.sleep(0.2)
     return f"done {n_clicks}"
-'''
+"""
 
 
 def test_celery_by_name_runs_the_quick_start(tmp_path: Path) -> None:
     """`pip install bgcb-celery` (the core comes with it), then the README's quick start:
     `gunicorn app:server` and `bgcb worker app` on one Redis answer a click."""
-    from bgcb_testing.server import free_port
     from harness import start_redis
+
+    from bgcb_testing.server import free_port
 
     env = Env(tmp_path / "venv")
     env.install("bgcb-celery", "gunicorn")

@@ -73,6 +73,11 @@ class _Pool:
                 self.proc.wait()
 
 
+def sys_path() -> list[str]:
+    """This process's import path, absolute: a pool or worker process imports the app as this one did."""
+    return [os.path.abspath(p) if p else os.getcwd() for p in sys.path]
+
+
 _pools: dict[str, _Pool] = {}
 _lock = threading.Lock()
 
@@ -92,7 +97,7 @@ def start(name: str, directory: str, options: dict[str, Any], app: str) -> None:
                 "options": options,
                 "app": app,
                 "parent": os.getpid(),
-                "sys_path": [os.path.abspath(p) if p else os.getcwd() for p in sys.path],
+                "sys_path": sys_path(),
             }
             proc = subprocess.Popen(
                 [sys.executable, "-m", "bgcb_diskcache", "pool", json.dumps(config)],

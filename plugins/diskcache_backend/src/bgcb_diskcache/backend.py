@@ -10,6 +10,7 @@ runs the pool in its own process instead.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -27,6 +28,7 @@ from bgcb.lifecycle import Lifecycle
 
 from . import autostart, defaults
 from .bell import Bell, Ringer
+from .portable import use_portable
 from .store import Store
 from .supervisor import Supervisor, pool_lock
 from .wake import Waker
@@ -56,6 +58,7 @@ class DiskcacheBackend:
         self.stopper: Waker | None = None
         self.bell: Bell | None = None
         self.ringer: Ringer | None = None
+        self.portable = False
         self._autostarted = False
         #: Autostart: the app module for the pool, and whether it is still to be started (at first use).
         self._pool_app: str | None = None
@@ -87,6 +90,7 @@ class DiskcacheBackend:
             "autostart": True,
             "app": None,
             "dead_after": defaults.DEAD_AFTER,
+            "portable": defaults.PORTABLE,
         }
 
     @hookimpl
@@ -112,9 +116,15 @@ class DiskcacheBackend:
                 f"bgcb-diskcache: cannot use directory {self.directory!r} ({exc}). "
                 "Choose a writable local directory with directory=... or BGCB_DISKCACHE_DIRECTORY."
             ) from exc
-        self.waker = Waker(self.directory)
-        self.stopper = Waker(self.directory, defaults.STOP_NAME)
-        self.bell, self.ringer = Bell(self.directory), Ringer(self.directory)
+        self.portable = use_portable(options["portable"])
+        if hasattr(os, "mkfifo"):
+            # Ring whatever FIFOs exist (a job wakes an idle worker, a cancel the supervisor, a change a held
+            # request), whichever path this process takes: a process of the other path may share the directory.
+            self.waker = Waker(self.directory)
+            self.stopper = Waker(self.directory, defaults.STOP_NAME)
+            self.ringer = Ringer(self.directory)
+        if not self.portable:
+            self.bell = Bell(self.directory)
         # "worker" (bgcb worker, the pool) and "cli" never start a pool; nor does
         # any process started from a pool (its environment says so).
         if role == "web" and options["autostart"] and not os.environ.get(defaults.ENV_IN_POOL):
@@ -140,18 +150,32 @@ class DiskcacheBackend:
                 "Pass bgcb.manager(app='mypkg.app') or run `bgcb worker APP_MODULE`."
             )
             return
-        options = {**self.options, "directory": self.directory, **self.jobs.settings}
-        autostart.start(self.jobs.name, self.directory, options, app)
+        autostart.start(self.jobs.name, self.directory, self.pool_options(), app)
         self._autostarted = True
+
+    def pool_options(self) -> dict[str, Any]:
+        """What a pool or worker process loads this backend with: its options and the core's lifecycle settings."""
+        return {**self.options, "directory": self.directory, **self.jobs.settings}
 
     def _release_pool(self) -> None:
         if self._autostarted:
             self._autostarted = False
             autostart.release(self.directory)
 
-    def supervisor(self, parent: int | None = None, broken: str | None = None) -> Supervisor:
-        """A supervisor of ``workers`` processes running this instance's jobs (the caller holds the pool lock)."""
-        return Supervisor(self.jobs, self.store, self.reopen_store, int(self.options["workers"]), parent, broken)
+    def supervisor(
+        self, parent: int | None = None, broken: str | None = None, app: str | None = None, owner: str | None = None
+    ) -> Supervisor:
+        """A supervisor of ``workers`` processes running this instance's jobs (the caller holds the pool
+        lock, as ``owner`` on the portable path, whose workers import ``app`` themselves)."""
+        spawn = None
+        if self.portable:
+            spawn = {"name": self.jobs.name, "options": self.pool_options(), "app": app, "sys_path": autostart.sys_path()}
+        workers = int(self.options["workers"])
+        return Supervisor(self.jobs, self.store, self.reopen_store, workers, parent, broken, spawn, owner)
+
+    def pool_lock(self) -> contextlib.AbstractContextManager[str | None]:
+        lease = (self.store, float(self.options["dead_after"])) if self.portable else None
+        return pool_lock(self.directory, None, lease)
 
     def reopen_store(self) -> Store:
         """In a forked worker: a store connection of its own (SQLite connections must not cross a fork)."""
@@ -166,8 +190,8 @@ class DiskcacheBackend:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         os.environ[defaults.ENV_IN_POOL] = "1"
         self._release_pool()  # this process is the pool now
-        with pool_lock(self.directory):
-            self.supervisor().run()
+        with self.pool_lock() as owner:
+            self.supervisor(app=app_module, owner=owner).run()
         return True
 
     @hookimpl

@@ -14,6 +14,9 @@ import os
 WORKERS = os.cpu_count() or 1
 #: Seconds without a pool heartbeat after which a running job's worker counts as gone.
 DEAD_AFTER = 10.0
+#: "auto": fork, FIFO wake-ups and flock on Linux, the portable path elsewhere; "on" forces the
+#: portable path (spawned workers, polling, a lease for the pool lock), "off" the Linux one.
+PORTABLE = "auto"
 
 #: Set in pool processes (and so inherited by anything a job starts): such a
 #: process never autostarts another pool, and an app can tell where it runs.
@@ -43,6 +46,9 @@ STANDBY_RETRY = 0.5
 SHUTDOWN_WAIT = 3.0
 #: Seconds an autostarted pool gets to stop after SIGTERM, before SIGKILL.
 POOL_STOP_WAIT = 5.0
+#: The portable path: seconds between an idle worker's looks at the queue, and between supervisor ticks.
+PORTABLE_POLL = 0.02
+PORTABLE_TICK = 0.05
 #: Seconds an idle worker on a system without exclusive FIFO wake-ups waits before checking its parent.
 IDLE_CHECK = 1.0
 #: Jobs a web process listens for before it forgets those not waited on for BELL_FORGET seconds.

@@ -1,4 +1,5 @@
-"""``python -m bgcb_diskcache pool CONFIG_JSON``: the pool process a web process autostarts.
+"""``python -m bgcb_diskcache pool CONFIG_JSON``: the pool process a web process autostarts;
+``python -m bgcb_diskcache worker CONFIG_JSON``: a worker the portable path's supervisor spawns.
 
 It takes the directory's supervisor lock (waiting as a standby while another
 pool holds it), imports the app as a worker process would (inside
@@ -16,11 +17,17 @@ import logging
 import os
 import sys
 import types
+from typing import TYPE_CHECKING, Any
 
 from bgcb import provider
 
-from . import defaults
+from . import defaults, worker
+from .portable import use_portable
+from .store import Store
 from .supervisor import pool_lock
+
+if TYPE_CHECKING:
+    from bgcb.provider import Backend
 
 log = logging.getLogger("bgcb.diskcache")
 
@@ -55,27 +62,49 @@ def import_failed(app: str, exc: BaseException) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bgcb_diskcache pool")
-    parser.add_argument("config", help="JSON: name, options, app, parent, sys_path (written by the web process)")
-    config = json.loads(parser.parse_args(argv).config)
+def _load(config: dict[str, Any], import_the_app: bool = True) -> tuple[Backend, str | None]:
+    """The backend as the app's managers configure it in a worker process, and why the app
+    could not be imported (None when it was, or when ``import_the_app`` is false)."""
     os.environ[defaults.ENV_IN_POOL] = "1"
     sys.path[:0] = [p for p in config.get("sys_path", []) if p not in sys.path]
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    options = dict(config["options"])
-    parent = config.get("parent")
-    os.makedirs(options["directory"], exist_ok=True)
-    with pool_lock(options["directory"], parent):
-        broken = None
-        with provider.role("worker"):
+    broken = None
+    with provider.role("worker"):
+        if import_the_app:
             try:
                 import_app(config["app"])
             except (Exception, SystemExit) as exc:  # the reason must reach the browser
                 log.exception("bgcb-diskcache: the worker pool could not import the app %r", config["app"])
                 broken = import_failed(config["app"], exc)
-            backend = provider.load(config["name"], **options)
+        backend = provider.load(config["name"], **config["options"])
+    return backend, broken
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``pool CONFIG``: take the directory's lock, then supervise workers until stopped."""
+    parser = argparse.ArgumentParser(prog="python -m bgcb_diskcache pool")
+    parser.add_argument("config", help="JSON: name, options, app, parent, sys_path (written by the web process)")
+    config = json.loads(parser.parse_args(argv).config)
+    options, parent = config["options"], config.get("parent")
+    os.makedirs(options["directory"], exist_ok=True)
+    portable = use_portable(options.get("portable", defaults.PORTABLE))
+    lease = (Store(options["directory"]), float(options.get("dead_after", defaults.DEAD_AFTER))) if portable else None
+    with pool_lock(options["directory"], parent, lease) as owner:
+        # spawned workers import the app themselves: the supervisor has no use for it
+        backend, broken = _load(config, import_the_app=not portable)
         try:
-            backend.plugin.supervisor(parent=parent, broken=broken).run()  # type: ignore[attr-defined]
+            backend.plugin.supervisor(parent=parent, broken=broken, app=config["app"], owner=owner).run()  # type: ignore[attr-defined]
         finally:
             backend.close()
+    return 0
+
+
+def worker_main(argv: list[str]) -> int:
+    """``worker CONFIG`` (the portable path): one spawned worker of the supervisor named in CONFIG."""
+    config = json.loads(argv[0])
+    backend, broken = _load(config)
+    try:
+        worker.work(backend, backend.plugin.store, int(config["supervisor"]), broken, portable=True)  # type: ignore[attr-defined]
+    finally:
+        backend.close()
     return 0

@@ -17,7 +17,7 @@ Keys::
                each claimed job, for the supervisor
     c:<key>    an outcome kept for cache_by reuse, with its own expiry
     secret     Dash 4.4's handle-signing secret (bytes; first writer wins)
-    pool       the supervisor's heartbeat {"pid", "beat", "workers"}
+    pool       the supervisor's heartbeat {"pid", "beat", "workers", "owner"} (owner: the portable lock's lease)
 
 A value bgcb cannot have written (a planted pickle, bytes that are not JSON,
 another shape) is logged and read as absent: a record as an unknown job,
@@ -330,16 +330,32 @@ class Store:
             kill(pid)
             return True
 
-    def beat(self, workers: int) -> None:
-        self._set(POOL, {"pid": os.getpid(), "beat": time.time(), "workers": workers})
+    def beat(self, workers: int, owner: str | None = None) -> bool:
+        """Write the pool's heartbeat; with ``owner`` (a lease, the portable lock) only while it holds it."""
+        with self.cache.transact(retry=True):
+            if owner is not None and (self.pool() or {}).get("owner", owner) != owner:
+                return False
+            self._set(POOL, {"pid": os.getpid(), "beat": time.time(), "workers": workers, "owner": owner})
+        return True
+
+    def take_pool(self, owner: str, dead_after: float) -> bool:
+        """Take the pool's lease unless another owner's heartbeat is younger than ``dead_after``."""
+        with self.cache.transact(retry=True):
+            info = self.pool()
+            if info is not None and info.get("owner") != owner and time.time() - info["beat"] < dead_after:
+                return False
+            self._set(POOL, {"pid": os.getpid(), "beat": time.time(), "workers": 0, "owner": owner})
+        return True
 
     def pool(self) -> dict[str, Any] | None:
         """The heartbeat of the pool serving this directory, if one beat."""
         info = self._get(POOL, None, dict)
         return info if isinstance(info, dict) and isinstance(info.get("beat"), (int, float)) else None
 
-    def forget_pool(self) -> None:
-        self.cache.delete(POOL)
+    def forget_pool(self, owner: str | None = None) -> None:
+        with self.cache.transact(retry=True):
+            if owner is None or (self.pool() or {}).get("owner") == owner:
+                self.cache.delete(POOL)
 
     def cleanup(self) -> int:
         """Delete expired records and cached outcomes; return how many."""

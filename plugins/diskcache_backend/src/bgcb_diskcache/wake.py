@@ -14,6 +14,7 @@ import os
 import select
 import sys
 import threading
+import time
 
 from . import defaults
 
@@ -77,3 +78,10 @@ class Sleeper:
         if ready:
             with contextlib.suppress(BlockingIOError):
                 os.read(self.fd, 1)
+
+
+class Poller:
+    """The portable path's worker side: no FIFO, so look at the queue again after a short sleep."""
+
+    def wait(self) -> None:
+        time.sleep(defaults.PORTABLE_POLL)

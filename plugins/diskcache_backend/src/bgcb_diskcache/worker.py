@@ -1,4 +1,4 @@
-"""The worker loop, in a process the supervisor forked: claim the oldest job,
+"""The worker loop, in a process the supervisor forked or spawned: claim the oldest job,
 hand it to the core, sleep on the wake-up FIFO when the queue is empty.
 
 A claim pops the id and lists it as held by this pid in one transaction, so
@@ -15,7 +15,7 @@ import signal
 from bgcb.lifecycle import Lifecycle
 
 from .store import Store
-from .wake import Sleeper
+from .wake import Poller, Sleeper
 
 
 def _die_with_parent() -> None:
@@ -34,20 +34,22 @@ def _reset_signals() -> None:
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    if hasattr(signal, "SIGCHLD"):  # not on Windows
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
 
-def work(jobs: Lifecycle, store: Store, supervisor: int, broken: str | None = None) -> None:
+def work(jobs: Lifecycle, store: Store, supervisor: int, broken: str | None = None, portable: bool = False) -> None:
     """Run jobs until the supervisor goes away; ``store`` is one this process opened.
 
     With ``broken`` (the reason the app could not be imported) every job is
     rejected with it, so the browser shows why instead of waiting forever.
     An error of the store propagates: the worker dies, and the supervisor
-    records its job as lost and forks a new one.
+    records its job as lost and starts a new one. ``portable``: look at the
+    queue every few milliseconds instead of sleeping on the wake-up FIFO.
     """
     _die_with_parent()
     _reset_signals()
-    sleeper = Sleeper(store.directory)
+    sleeper = Poller() if portable else Sleeper(store.directory)
     pid = os.getpid()
     while True:
         job_id = store.claim(pid) if store.has_queued() else None
