@@ -160,3 +160,38 @@ def test_cli_doctor_hides_passwords_in_url_options(capsys, monkeypatch) -> None:
     assert _redact("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
     assert main(["--backend", "testing", "doctor"]) == 0
     assert "result_ttl = 3600.0" in capsys.readouterr().out
+
+
+def test_an_observer_entry_point_naming_a_class_hears_events(tmp_path, monkeypatch) -> None:
+    """An entry point in ``bgcb.plugins`` may name a class (made into an instance) or an object."""
+    from bgcb import observers
+    from bgcb.jobs import Job
+
+    info = tmp_path / "bgcb_heard-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: bgcb-heard\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[bgcb.plugins]\nheard = fakeobserver_heard:Heard\n")
+    (tmp_path / "fakeobserver_heard.py").write_text(
+        textwrap.dedent(
+            """
+            import bgcb
+
+            HEARD = []
+
+
+            class Heard:
+                @bgcb.hookimpl
+                def bgcb_job_submitted(self, job_id, job):
+                    HEARD.append((type(self).__name__, job_id))
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(observers, "_pm", None)  # entry points load at first use
+    try:
+        observers.submitted("job-1", Job(callback="k", args=[]))
+        import fakeobserver_heard
+
+        assert fakeobserver_heard.HEARD == [("Heard", "job-1")]
+    finally:
+        sys.modules.pop("fakeobserver_heard", None)

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -42,13 +43,17 @@ def manager() -> pluggy.PluginManager:
             pm = pluggy.PluginManager(hookspecs.PROJECT)
             pm.add_hookspecs(hookspecs.ObserverSpec)
             trace(pm, "observers")
-            try:
-                pm.load_setuptools_entrypoints(OBSERVER_GROUP)
-            except Exception as exc:  # a broken observer must say which it is
-                raise BackendLoadError(
-                    f"bgcb: an observer plugin (entry-point group '{OBSERVER_GROUP}') failed to load: {exc!r}. "
-                    "Reinstall or uninstall it."
-                ) from exc
+            for ep in metadata.entry_points(group=OBSERVER_GROUP):
+                try:
+                    plugin = ep.load()
+                    # a class is made into its instance: registered as a class, its hooks would lack ``self``
+                    pm.register(plugin() if isinstance(plugin, type) else plugin, name=ep.name)
+                except Exception as exc:  # a broken observer must say which it is
+                    dist = getattr(getattr(ep, "dist", None), "name", "?")
+                    raise BackendLoadError(
+                        f"bgcb: the observer plugin '{ep.name}' ({ep.value}, distribution {dist}; entry-point group "
+                        f"'{OBSERVER_GROUP}') failed to load: {exc!r}. Reinstall or uninstall it."
+                    ) from exc
             pm.check_pending()
             _pm = pm
         return _pm
