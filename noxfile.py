@@ -59,7 +59,7 @@ def tests(session: nox.Session, dash: str) -> None:
     servers = _servers(dash)
     tools = SERVER_TOOLS if len(servers) > 1 else []
     session.install(*DISTRIBUTIONS, *EXAMPLES, f"dash[async]=={dash}", "pytest>=7", "plotly", *TEST_TOOLS, *tools)
-    _suite(session, servers)
+    _suite(session, servers, portable=dash == DASH_VERSIONS[-1])
 
 
 @nox.session
@@ -75,14 +75,26 @@ def newest_dash(session: nox.Session) -> None:
     _suite(session, _servers(newest))
 
 
-def _suite(session: nox.Session, servers: list[str]) -> None:
+#: Forces bgcb-diskcache's portable path (spawned workers, polling, a lease) on Linux.
+PORTABLE = {"BGCB_DISKCACHE_PORTABLE": "on"}
+
+
+def _suite(session: nox.Session, servers: list[str], portable: bool = False) -> None:
+    """Unit tests, the conformance kit, the integration suite per backend and server, tests/diskcache
+    and the browser; with ``portable``, the integration suite and tests/diskcache again on
+    bgcb-diskcache's portable path."""
     args = session.posargs or []
     session.run("pytest", "tests/unit", "-q", *args)
     # the conformance kit on every installed backend, and its self-tests
     session.run("pytest", "tests/conformance", "-q", "-n", "4", *args)  # mostly waiting on workers: 4 at once
     backends = os.environ.get("BGCB_TEST_BACKENDS", ",".join(BACKENDS)).split(",")
-    _integration(session, [{"BGCB_BACKEND": b, "BGCB_TEST_SERVER": s} for b in backends for s in servers], args)
+    runs = [{"BGCB_BACKEND": b, "BGCB_TEST_SERVER": s} for b in backends for s in servers]
+    if portable and "diskcache" in backends:
+        runs += [{"BGCB_BACKEND": "diskcache", "BGCB_TEST_SERVER": s, **PORTABLE} for s in servers]
+    _integration(session, runs, args)
     session.run("pytest", "tests/diskcache", "tests/browser", "-q", *args)
+    if portable:
+        session.run("pytest", "tests/diskcache", "-q", "-n", "2", *args, env=PORTABLE)
 
 
 #: Seconds of ``bgcb.manager(hold=...)`` for the suite's second pass ("0": the first pass, without it).

@@ -28,7 +28,8 @@ class BackendPlugin(Protocol):
 
     Optional hooks (``bgcb_options``, ``bgcb_configure``, ``bgcb_run_worker``,
     ``bgcb_close``, ``bgcb_stop``, ``bgcb_cache_put``/``bgcb_cache_get``,
-    ``bgcb_active``, ``bgcb_shared_secret``) have the signatures given there.
+    ``bgcb_active``, ``bgcb_shared_secret``, ``bgcb_wait``, ``bgcb_describe``,
+    ``bgcb_check``) have the signatures given there.
     """
 
     def bgcb_enqueue(self, job_id: str, job: str, data: str, timeout: float | None, ttl: float) -> None: ...

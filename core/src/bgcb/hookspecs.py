@@ -108,7 +108,7 @@ class BackendSpec(ContractOneSpec):
         :func:`bgcb.manager` or as ``BGCB_<BACKEND>_<OPTION>`` variables,
         converted to the default's type (``str`` when it is ``None``). The
         core adds its own lifecycle options (``result_ttl``, ``job_ttl``,
-        ``cancel_grace``; :mod:`bgcb.defaults`) to every backend; a backend
+        ``cancel_grace``, ``no_worker_after``; :mod:`bgcb.defaults`) to every backend; a backend
         must not declare them.
         """
 
