@@ -266,3 +266,37 @@ def test_bad_options_say_what_to_do(tmp_path, options, message) -> None:
 def test_unknown_option_lists_the_known_ones(tmp_path) -> None:
     with pytest.raises(ConfigurationError, match="Known options: app, autostart, cancel_grace"):
         provider.load("diskcache", fresh=True, directory=str(tmp_path), worker=2)
+
+
+def test_workers_that_die_young_are_restarted_ever_more_slowly(tmp_path) -> None:
+    """A worker that cannot start (it dies within a second) must not be restarted at every tick."""
+    from bgcb_diskcache import defaults
+
+    backend = provider.load("diskcache", fresh=True, directory=str(tmp_path / "store"), autostart=False, workers=1)
+    try:
+        supervisor = backend.plugin.supervisor()
+        started: list[float] = []
+
+        class DiesAtOnce:  # the pure logic of restarts: no process is made
+            portable, pids = True, {}
+
+            def start(self) -> None:
+                started.append(time.time())
+                self.pids[len(started)] = time.time()
+
+            def reap(self) -> list[tuple[int, str, float]]:
+                ended = [(pid, "exited with code 1", 0.01) for pid in self.pids]
+                self.pids.clear()
+                return ended
+
+        supervisor.children = DiesAtOnce()
+        for _ in range(6):
+            supervisor._tick()
+            supervisor._reap()
+        assert len(started) == 1 and supervisor.backoff == defaults.RESTART_BACKOFF
+        supervisor.start_after = 0.0  # the delay passed
+        supervisor._tick()
+        supervisor._reap()
+        assert len(started) == 2 and supervisor.backoff == 2 * defaults.RESTART_BACKOFF
+    finally:
+        backend.close()

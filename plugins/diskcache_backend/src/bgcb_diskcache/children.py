@@ -94,7 +94,8 @@ class Forked:
                 os._exit(code)
         self.pids[pid] = time.time()
 
-    def reap(self) -> list[tuple[int, str]]:
+    def reap(self) -> list[tuple[int, str, float]]:
+        """The workers that ended: pid, how, and seconds they lived."""
         ended = []
         for pid in list(self.pids):
             try:
@@ -102,16 +103,18 @@ class Forked:
             except ChildProcessError:
                 done, status = pid, 0
             if done:
-                del self.pids[pid]
-                ended.append((pid, describe_status(status)))
+                ended.append((pid, describe_status(status), time.time() - self.pids.pop(pid)))
         return ended
 
-    def kill(self, pid: int, sig: int = signal.SIGKILL) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
+    def kill(self, pid: int) -> None:
+        self._signal(pid, signal.SIGKILL)
 
     def terminate(self, pid: int) -> None:
-        self.kill(pid, signal.SIGTERM)
+        self._signal(pid, signal.SIGTERM)
+
+    def _signal(self, pid: int, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
 
     def sleep(self) -> None:
         """Until the next tick, a worker's death (SIGCHLD) or a stop request, whichever comes first."""
@@ -130,10 +133,7 @@ class Spawned:
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
-
-    @property
-    def pids(self) -> dict[int, subprocess.Popen[bytes]]:
-        return self.procs
+        self.pids: dict[int, float] = {}  # pid -> started at
 
     def open(self, stops_fifo: str) -> None:
         pass
@@ -149,14 +149,15 @@ class Spawned:
             stdin=subprocess.DEVNULL,
         )
         self.procs[proc.pid] = proc
+        self.pids[proc.pid] = time.time()
 
-    def reap(self) -> list[tuple[int, str]]:
+    def reap(self) -> list[tuple[int, str, float]]:
         ended = []
         for pid, proc in list(self.procs.items()):
             code = proc.poll()
             if code is not None:
                 del self.procs[pid]
-                ended.append((pid, describe_returncode(code)))
+                ended.append((pid, describe_returncode(code), time.time() - self.pids.pop(pid)))
         return ended
 
     def kill(self, pid: int) -> None:

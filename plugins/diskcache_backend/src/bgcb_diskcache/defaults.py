@@ -42,6 +42,11 @@ CLEANUP_EVERY = 30.0
 ALIVE_FRESH = 1.0
 #: Seconds a standby supervisor sleeps between attempts at the directory's lock.
 STANDBY_RETRY = 0.5
+#: A worker that dies within DIED_YOUNG seconds of its start (it cannot start: a broken install,
+#: an unreachable directory) delays the next start by RESTART_BACKOFF s, doubling up to the maximum.
+DIED_YOUNG = 1.0
+RESTART_BACKOFF = 0.5
+RESTART_BACKOFF_MAX = 10.0
 #: Seconds workers get to exit after SIGTERM when the pool stops, before SIGKILL.
 SHUTDOWN_WAIT = 3.0
 #: Seconds an autostarted pool gets to stop after SIGTERM, before SIGKILL.

@@ -117,6 +117,8 @@ class Supervisor:
         self.killed: dict[int, str] = {}  # pid -> why the supervisor killed it
         self.stopping = False
         self.last_beat = self.last_cleanup = 0.0
+        #: Workers that die young (a worker that cannot start) are restarted ever more slowly.
+        self.start_after, self.backoff = 0.0, 0.0
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.stopping = True
@@ -152,7 +154,7 @@ class Supervisor:
         if now - self.last_beat >= defaults.BEAT_EVERY:
             self._contained(self._beat)  # before the first worker: a running job always has a heartbeat
             self.last_beat = now
-        while len(self.children.pids) < self.size and not self.stopping:
+        while len(self.children.pids) < self.size and not self.stopping and now >= self.start_after:
             self.children.start()
         if now - self.last_cleanup >= defaults.CLEANUP_EVERY:
             self._contained(self.store.cleanup)
@@ -189,7 +191,12 @@ class Supervisor:
                 self.killed[pid] = why
 
     def _reap(self) -> None:
-        for pid, how in self.children.reap():
+        for pid, how, lived in self.children.reap():
+            if lived < defaults.DIED_YOUNG and pid not in self.killed and not self.stopping:
+                self.backoff = min(max(defaults.RESTART_BACKOFF, 2 * self.backoff), defaults.RESTART_BACKOFF_MAX)
+                self.start_after = time.time() + self.backoff
+            else:
+                self.backoff = 0.0
             killed = self.killed.pop(pid, None)
             if killed is not None:
                 self.settle(pid, killed)
@@ -219,7 +226,7 @@ class Supervisor:
         for pid in list(self.children.pids):
             self.children.kill(pid)
         while self.children.pids:
-            for pid, _ in self.children.reap():
+            for pid, _, _ in self.children.reap():
                 self.settle(pid, POOL_STOPPED)
             time.sleep(0.01)
         self.settle(None, POOL_STOPPED)
