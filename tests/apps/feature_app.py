@@ -25,6 +25,8 @@ timeout_manager = bgcb.manager(timeout=1.0, **HELD)
 keep_manager = bgcb.manager(on_retrigger="keep", **HELD)
 #: At most one held request at a time: the rest fall back to plain polling.
 bounded_manager = bgcb.manager(hold_max=1, **HELD)
+#: A queued job's place and estimated wait show in "wait-status" at each poll.
+waiting_manager = bgcb.manager(on_retrigger="keep", waiting=Output("wait-status", "children"), **HELD)
 
 #: The web server Dash serves the app on (Dash 4.4+): flask (default), fastapi or quart.
 SERVER = os.environ.get("BGCB_TEST_SERVER", "flask")
@@ -95,8 +97,28 @@ app.layout = html.Div(
         html.Button("echo", id="echo-btn"),
         dcc.Input(id="echo-in"),
         html.Div(id="echo-out"),
+        html.Button("wait", id="wait-btn"),
+        html.Div(id="wait-out"),
+        html.Div(id="wait-progress"),
+        html.Div(id="wait-status"),
     ]
 )
+
+
+@dash.callback(
+    Output("wait-out", "children"),
+    Input("wait-btn", "n_clicks"),
+    background=True,
+    progress=Output("wait-progress", "children"),
+    manager=waiting_manager,
+    prevent_initial_call=True,
+)
+def waits(set_progress, n_clicks):
+    """Runs n_clicks tenths of a second, reporting progress (so a cancel stops it on every backend)."""
+    for step in range(n_clicks):
+        set_progress(str(step))
+        time.sleep(0.1)
+    return f"waited {n_clicks}"
 
 
 @dash.callback(

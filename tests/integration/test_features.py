@@ -249,3 +249,45 @@ def _wait_progress(client: DashClient, handles, outputs, inputs, timeout: float 
             return
         time.sleep(0.05)
     pytest.fail("job never reported progress")
+
+
+def test_a_queued_jobs_page_shows_its_place_and_estimated_wait(client: DashClient, feature_app) -> None:
+    """``waiting=Output("wait-status", "children")``: while every worker is busy, the next job's poll
+    shows "position 1" and an estimate (from the callback's run time seen before); once it runs, the
+    text is cleared."""
+    from bgcb.jobs import State
+
+    backend = feature_app.waiting_manager.backend
+    outputs = [("wait-out", "children")]
+
+    def inputs(tenths: int) -> list:
+        return [("wait-btn", "n_clicks", tenths)]
+
+    assert client.run(outputs, inputs(1)).output("wait-out", "children") == "waited 1"  # a run time to estimate from
+    started: list[dict] = []
+    try:
+        probe = None
+        for _ in range(32):  # fill every worker, whatever the backend's capacity, until a job waits
+            handles = client.start(outputs, inputs(600))
+            started.append(handles)
+            job = handles["job"].split("~")[0]
+            time.sleep(0.3)
+            if backend.status(job).state is State.QUEUED:
+                probe = handles
+                break
+        assert probe is not None, "no job ever waited: the workers were never all busy"
+        resp = client.poll(probe, outputs, inputs(600))
+        text = ((resp.body or {}).get("sideUpdate") or {}).get("wait-status", {}).get("children")
+        assert isinstance(text, str) and text.startswith("Queued: position 1 · about "), resp.body
+        assert text.endswith(" to start"), text
+        for handles in started[:-1]:  # free the workers: the probe starts
+            backend.cancel(handles["job"].split("~")[0])
+        deadline = time.monotonic() + 30
+        while backend.status(probe["job"].split("~")[0]).state is State.QUEUED:
+            assert time.monotonic() < deadline, "the probe never started"
+            time.sleep(0.1)
+        resp = client.poll(probe, outputs, inputs(600))
+        assert ((resp.body or {}).get("sideUpdate") or {}).get("wait-status") == {"children": ""}, resp.body
+    finally:
+        for handles in started:
+            backend.cancel(handles["job"].split("~")[0])

@@ -18,6 +18,7 @@ from .errors import BackendInvalid, BackendLoadError, BackendNotFound, BgcbError
 from .hookspecs import CONTRACT_VERSION, hookimpl
 from .jobs import Job, Outcome, Snapshot, State, Status, new_job_id
 from .record import Stored
+from .waiting import WAITING_TEXT, Waiting
 
 __version__ = _version("bgcb")  # the file VERSION at the repository root, through the installed metadata
 
@@ -35,6 +36,7 @@ __all__ = [
     "State",
     "Status",
     "Stored",
+    "Waiting",
     "hookimpl",
     "manager",
     "new_job_id",
@@ -52,6 +54,8 @@ def manager(
     hold: float = 0.0,
     hold_first: float | None = None,
     hold_max: int | None = None,
+    waiting: Any = None,
+    waiting_text: str | Callable[[Waiting], Any] | None = None,
     **options: Any,
 ) -> Any:
     """A Dash background-callback manager on the backend named ``backend``.
@@ -65,6 +69,10 @@ def manager(
     ``hold_first`` seconds (0.25): results show as soon as they exist instead
     of at the renderer's next ``interval``; ``hold_max`` bounds the requests
     held at once per process (docs/hold.md).
+    ``waiting=Output("status", "children")`` shows a queued job's place and
+    estimated wait there at each poll (cleared once it runs); ``waiting_text``
+    is a format string (fields ``position``, ``ahead``, ``eta``,
+    ``eta_seconds``, ``eta_text``) or a function of a :class:`bgcb.Waiting`.
     Other keyword arguments are the backend's options (``bgcb backends``).
     """
     from . import defaults
@@ -80,4 +88,6 @@ def manager(
         hold=hold,
         hold_first=defaults.HOLD_FIRST if hold_first is None else hold_first,
         hold_max=hold_max,
+        waiting=waiting,
+        waiting_text=WAITING_TEXT if waiting_text is None else waiting_text,
     )

@@ -17,6 +17,7 @@ from . import defaults, hold, serve
 from .hold import Holding
 from .jobs import Job, Outcome, Snapshot, State, Status, is_job_id
 from .provider import Backend
+from .waiting import WAITING_TEXT, Waiting, WaitingDisplay
 
 #: Prefix of the handle given for a result reused from the cache: no job runs.
 CACHED_HANDLE = "cached:"
@@ -83,6 +84,8 @@ class DashManager(compat.BaseManager):
         hold: float = 0.0,
         hold_first: float = defaults.HOLD_FIRST,
         hold_max: int | None = None,
+        waiting: Any = None,
+        waiting_text: str | Callable[[Waiting], Any] = WAITING_TEXT,
     ) -> None:
         from .errors import ConfigurationError
 
@@ -107,6 +110,11 @@ class DashManager(compat.BaseManager):
         #: Held requests per process (None: the server's default, see :mod:`bgcb.defaults`).
         self.hold_max = hold_max
         self.holding = Holding(backend.poll, backend.wait)
+        #: Where a queued job's place and estimated wait show (``waiting=Output(...)``), if anywhere.
+        try:
+            self.waiting = WaitingDisplay(waiting, waiting_text) if waiting is not None else None
+        except TypeError as exc:
+            raise ConfigurationError(str(exc)) from None
         self._gate_by_hook = serve.register()
         super().__init__(cache_by)
 
@@ -187,6 +195,8 @@ class DashManager(compat.BaseManager):
 
     def get_result(self, key: str, job: str | None) -> Any:
         snap = self._snapshot(job, key)
+        if job and snap.outcome is not None:
+            self.backend.run_times.learn(job, snap)  # the run times that estimate queued jobs' waits
         if snap.status.state is State.UNKNOWN:
             if job and not job.startswith(CACHED_HANDLE) and compat.request_memo() is not None:
                 # A handle bgcb could have issued (its record expired, or another server's): say so.
@@ -203,7 +213,17 @@ class DashManager(compat.BaseManager):
         return self._snapshot(job).status.state.active
 
     def get_updated_props(self, key: str) -> dict[str, dict[str, Any]]:
-        return self._snapshot(compat.request_job(), key).props
+        snap = self._snapshot(compat.request_job(), key)
+        if self.waiting is None or snap.status.state is State.UNKNOWN:
+            return snap.props
+        return {**self.waiting.props(snap, self.backend.run_times, self.backend.capacity), **snap.props}
+
+    def holds(self, snap: Snapshot) -> bool:
+        """Whether a poll answered with ``snap`` should wait for news (``hold``): not when it
+        would hide a queued job's place, which the page shows at each poll."""
+        if self.hold <= 0 or hold.news(snap):
+            return False
+        return self.waiting is None or snap.status.state is not State.QUEUED
 
     # -- cancel ----------------------------------------------------------------
 

@@ -53,3 +53,8 @@ HOLD_MAX_ASYNC = 64
 
 #: Set to 1 to log every hook call (name, arguments, result, time) to the ``bgcb.hooks`` logger on stderr.
 ENV_TRACE = "BGCB_TRACE_HOOKS"
+
+#: Run times kept per callback to estimate a queued job's wait (:mod:`bgcb.waiting`).
+RUN_TIMES_KEPT = 20
+#: Seconds a backend's reported capacity (``bgcb_capacity``) is reused before it is asked again.
+CAPACITY_FRESH = 5.0

@@ -85,7 +85,7 @@ class Gate:
         except Exception:  # the store failed: Dash asks the manager, which reports it as usual
             job = snap = None
         if job is not None and snap is not None:
-            if manager.hold > 0 and not news(snap):
+            if manager.holds(snap):
                 try:
                     snap = yield Io(manager.holding.wait, (job, manager.hold, self._limit(manager), None, snap))
                 except Exception:

@@ -306,6 +306,18 @@ class BackendSpec(ContractOneSpec):
         a backend without this hook.
         """
 
+    @hookspec(firstresult=True)
+    def bgcb_capacity(self) -> int | None:
+        """Optional: how many jobs the backend's workers run at once now (None: cannot tell).
+
+        Called by the core in the web process, at most once every few seconds
+        while a page shows a queued job's estimated wait
+        (``bgcb.manager(waiting=...)``): the estimate counts rounds of
+        ``capacity`` jobs ahead. Answer from what the workers announce (a
+        heartbeat, a registry), not from a configured guess; None makes the
+        core assume one job at a time.
+        """
+
 
 class ObserverSpec:
     """Hooks of an observer; every installed observer hears every event."""

@@ -186,6 +186,8 @@ class Status:
     submitted_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    #: The callback's key (what estimates a queued job's wait), when the record names it.
+    callback: str | None = None
 
     @classmethod
     def unknown(cls) -> Status:
@@ -204,6 +206,7 @@ class Status:
             data.get("submitted_at"),
             data.get("started_at"),
             data.get("finished_at"),
+            data.get("callback"),
         )
 
 

@@ -26,6 +26,7 @@ from . import defaults, joblog, observers
 from .channel import StoreChannel
 from .jobs import Job, Outcome, Snapshot, State, Status, is_job_id, new_job_id
 from .record import Data, Stored, decode_updates, dumps, loads
+from .waiting import RunTimes
 
 ACTIVE = (State.QUEUED.value, State.RUNNING.value)
 
@@ -82,8 +83,11 @@ class Lifecycle:
         self.name = name
         self.hook = hook
         self.settings = settings
-        optional = ("bgcb_stop", "bgcb_cache_get", "bgcb_active", "bgcb_shared_secret", "bgcb_wait")
+        optional = ("bgcb_stop", "bgcb_cache_get", "bgcb_active", "bgcb_shared_secret", "bgcb_wait", "bgcb_capacity")
         self._has = {h: bool(getattr(hook, h).get_hookimpls()) for h in optional}
+        #: Run times of the jobs this process saw end, per callback: they estimate a queued job's wait.
+        self.run_times = RunTimes()
+        self._capacity: tuple[float, int | None] = (float("-inf"), None)
 
     def _cas(self, job_id: str, expect: str, state: State, data: Data | str) -> bool:
         """The state machine's one write: ``expect`` -> ``state``, with the TTL that state gets."""
@@ -101,7 +105,7 @@ class Lifecycle:
 
     def prepare(self, job: Job) -> Queued:
         """Mint the id and encode ``job`` (no I/O): on async servers :meth:`enqueue` then runs off the event loop."""
-        data = Data(submitted_at=job.submitted_at, timeout=job.timeout)
+        data = Data(submitted_at=job.submitted_at, timeout=job.timeout, callback=job.callback)
         return Queued(new_job_id(), job, dumps(job.to_json()), data.encode())
 
     def enqueue(self, queued: Queued) -> None:
@@ -211,6 +215,21 @@ class Lifecycle:
             return None
         return self.hook.bgcb_wait(job_id=job_id, seconds=seconds)
 
+    def capacity(self) -> int | None:
+        """How many jobs the backend's workers run at once (``bgcb_capacity``; None: cannot tell), reread at most
+        every ``CAPACITY_FRESH`` seconds."""
+        if not self._has["bgcb_capacity"]:
+            return None
+        at, known = self._capacity
+        if time.monotonic() - at >= defaults.CAPACITY_FRESH:
+            try:
+                known = self.hook.bgcb_capacity()
+            except Exception:
+                log.warning("bgcb: %s could not tell its capacity", self.name, exc_info=True)
+                known = None
+            self._capacity = (time.monotonic(), known)
+        return known
+
     # -- worker side -----------------------------------------------------------
 
     def execute(self, job_id: str, *, stop_errors: tuple[type[BaseException], ...] = ()) -> Outcome | None:
@@ -229,7 +248,7 @@ class Lifecycle:
         job = Job.from_json(loads(payload))
         now = time.time()
         deadline = now + job.timeout if job.timeout else None
-        data = Data(job.submitted_at, now, None, deadline, job.timeout, worker_name(), cooperative=job.progress or None)
+        data = Data(job.submitted_at, now, None, deadline, job.timeout, worker_name(), None, job.progress or None, job.callback)
         if not self._cas(job_id, State.QUEUED.value, State.RUNNING, data):
             return None  # cancelled (or declared lost) before it started
         observers.started(job_id, job)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .jobs import Outcome, State, Status, Update
@@ -61,6 +61,8 @@ class Data:
     #: True when the callback reports progress: it can stop by itself at its next report, so a
     #: cancel waits ``cancel_grace`` before the hard stop (a job that never reports is stopped at once).
     cooperative: bool | None = None
+    #: The callback's key, so that a poll can tell which callback's run times estimate the wait.
+    callback: str | None = None
 
     def encode(self) -> str:
         return dumps({k: v for k, v in vars(self).items() if v is not None})
@@ -72,10 +74,11 @@ class Data:
 
     def ended(self, outcome: Outcome) -> Data:
         """A copy for the terminal state ``outcome`` puts the job in."""
-        return Data(self.submitted_at, self.started_at, time.time(), None, self.timeout, self.worker, outcome.to_json())
+        return replace(self, finished_at=time.time(), deadline=None, outcome=outcome.to_json(), cooperative=None)
 
     def status(self, state: State, position: int | None = None) -> Status:
-        return Status(state, position if state is State.QUEUED else None, self.submitted_at, self.started_at, self.finished_at)
+        place = position if state is State.QUEUED else None
+        return Status(state, place, self.submitted_at, self.started_at, self.finished_at, self.callback)
 
     @property
     def result(self) -> Outcome | None:

@@ -236,6 +236,10 @@ class CeleryBackend:
     # -- stop ---------------------------------------------------------------------------------------
 
     @hookimpl
+    def bgcb_capacity(self) -> int | None:
+        return self._serving.capacity() if self._serving is not None else None
+
+    @hookimpl
     def bgcb_stop(self, job_id: str, after: float) -> None:
         """In ``after`` s, terminate the job's pool process if it still runs it (its heartbeat lists it).
 

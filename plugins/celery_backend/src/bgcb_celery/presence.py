@@ -3,7 +3,7 @@
 A job's heartbeat (:class:`bgcb_celery.worker.Heart`) only exists while a
 process works; an idle worker stays silent to save Redis commands. So each
 worker's main process also announces, every ``PRESENCE_EVERY`` seconds, the
-queues it consumes: ``ZADD <prefix>:serving:<queue> <expiry ms> <host:pid>``.
+queues it consumes: ``ZADD <prefix>:serving:<queue> <expiry ms> <host:pid:processes>``.
 A web process asks ``ZCOUNT`` of the members not yet expired when a poll
 reads a queued job (at most once a second while a worker is present), and
 the core fails a job that waited ``no_worker_after`` with nobody serving its
@@ -58,10 +58,20 @@ def _consumed(sender: Any) -> set[str] | None:
         return None
 
 
+def _concurrency(sender: Any) -> int:
+    """The worker's pool size (its ``-c``), or 1 when it cannot be read."""
+    for holder in (getattr(sender, "controller", None), sender):
+        value = getattr(holder, "concurrency", None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 1
+
+
 class _Announcer:
-    def __init__(self) -> None:
+    def __init__(self, concurrency: int) -> None:
         self.stop = threading.Event()
-        self.member = f"{socket.gethostname()}:{os.getpid()}"
+        # host:pid:processes: the web side sums the last field to know how many jobs run at once
+        self.member = f"{socket.gethostname()}:{os.getpid()}:{max(1, concurrency)}"
         self.targets: list[tuple[RedisStore, str]] = []
 
     def beat(self) -> None:
@@ -97,7 +107,7 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
         targets = [(s, q) for s, q in _served if consumed is None or q in consumed]
     if not targets or _announcer is not None:
         return
-    _announcer = _Announcer()
+    _announcer = _Announcer(_concurrency(sender))
     _announcer.targets = targets
     threading.Thread(target=_announcer.run, name="bgcb-presence", daemon=True).start()
     log.info("bgcb-celery: serving queue(s) %s", ", ".join(sorted({q for _, q in targets})))
@@ -128,3 +138,16 @@ class Serving:
         if count:
             self._seen_at = now
         return count > 0
+
+    def capacity(self) -> int | None:
+        """How many jobs the workers announcing ``queue`` run at once (the sum of their pool sizes)."""
+        try:
+            members = self.store.redis.zrangebyscore(self.store.keys.serving(self.queue), int(time.time() * 1000), "+inf")
+        except Exception:
+            return None
+        total = 0
+        for member in members:
+            text = member.decode() if isinstance(member, bytes) else str(member)
+            size = text.rsplit(":", 1)[-1]
+            total += int(size) if size.isdigit() and text.count(":") >= 2 else 1
+        return total or None

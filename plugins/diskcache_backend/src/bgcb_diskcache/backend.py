@@ -267,6 +267,15 @@ class DiskcacheBackend:
         return self.bell.wait(job_id, seconds) if self.bell is not None else None
 
     @hookimpl
+    def bgcb_capacity(self) -> int | None:
+        """The workers of the pool serving the directory, as its heartbeat says (None without a live pool)."""
+        info = self.store.pool()
+        if info is None or time.time() - float(info["beat"]) >= float(self.options["dead_after"]):
+            return None
+        workers = info.get("workers")
+        return workers if isinstance(workers, int) and workers > 0 else None
+
+    @hookimpl
     def bgcb_stop(self, job_id: str, after: float) -> None:
         self.store.request_stop(job_id, after)
         if after <= 0 and self.stopper is not None:

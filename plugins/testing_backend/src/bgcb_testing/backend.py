@@ -66,6 +66,11 @@ class TestingBackend:
             self._threads.append(thread)
 
     @hookimpl
+    def bgcb_capacity(self) -> int | None:
+        """The worker threads alive in this process."""
+        return sum(t.is_alive() for t in self._threads) or None
+
+    @hookimpl
     def bgcb_close(self) -> None:
         with self._lock:
             self._stopping = True
