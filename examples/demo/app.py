@@ -21,9 +21,10 @@ from dash import Dash, Input, Output, callback, dcc, html, set_props
 import bgcb
 
 # One manager for the page; the queue example keeps old jobs when re-clicked,
-# so that several clicks queue several jobs instead of cancelling the last.
+# so that several clicks queue several jobs instead of cancelling the last,
+# and shows a waiting job's place and estimated wait in "queue-wait".
 manager = bgcb.manager()
-queue_manager = bgcb.manager(on_retrigger="keep")
+queue_manager = bgcb.manager(on_retrigger="keep", waiting=Output("queue-wait", "children"))
 
 # DEMO_SERVER=fastapi or quart serves the demo on Dash 4.4's other servers (pip install "dash[fastapi]").
 SERVER = os.environ.get("DEMO_SERVER", "flask")
@@ -92,8 +93,11 @@ app.layout = html.Div(
         ),
         card(
             "Queue",
-            "Each click queues a 4 s job; with every worker busy, later jobs wait their turn (FIFO).",
+            "Each click queues a 4 s job; with every worker busy, later jobs wait their turn (FIFO). While the "
+            "page's job waits it shows its place and an estimated wait (bgcb.manager(waiting=...)); then its progress.",
             html.Button("Queue a job", id="queue-btn"),
+            html.Span(id="queue-wait", style={"marginLeft": 12}),
+            html.Progress(id="queue-progress", value="0", max="8", style={"marginLeft": 12, "width": 160}),
             html.Span(id="queue-out", style={"marginLeft": 12}),
             html.Table(id="queue-table", style={"marginTop": 8, "fontFamily": "monospace"}),
             dcc.Interval(id="queue-tick", interval=500),
@@ -188,10 +192,14 @@ def progress_graph(set_progress, n_clicks):
     Input("queue-btn", "n_clicks"),
     background=True,
     manager=queue_manager,
+    progress=Output("queue-progress", "value"),
+    progress_default="0",
     prevent_initial_call=True,
 )
-def queued_job(n_clicks):
-    time.sleep(4.0)
+def queued_job(set_progress, n_clicks):
+    for step in range(1, 9):
+        time.sleep(0.5)
+        set_progress(str(step))
     return f"Job {n_clicks} done"
 
 

@@ -216,14 +216,30 @@ def test_running_state_progress_graph_error_and_queue(demo, browser) -> None:
     assert "run 1 failed on purpose" in _text(browser, "error-out")
 
     queue = browser.find_element(By.ID, "queue-btn")
-    for _ in range(3):  # three 4 s jobs on two workers: the third waits
+    queue.click()  # one job first: its run time is what estimates a waiting job's wait
+    wait_for(lambda: _text(browser, "queue-out") == "Job 1 done", 30, "the first queue job", interval=0.1)
+    clicked = time.monotonic()
+    for _ in range(3):  # three 4 s jobs on two workers: the third (the one the page polls) waits
         queue.click()
         time.sleep(0.3)
+    places: list[str] = []
 
-    def listed() -> bool:
-        table = _text(browser, "queue-table")
-        return "queued" in table and "#1" in table
+    def placed() -> bool:
+        places.append(_text(browser, "queue-wait"))
+        return places[-1].startswith("Queued: position 1 · about ") and places[-1].endswith(" s to start")
 
-    wait_for(listed, 10, "a queued job listed in the queue table")
-    wait_for(lambda: _text(browser, "queue-out") == "Job 3 done", 30, "the queued job to run", interval=0.1)
-    print(f"{backend}: running state, graph ({len(seen)} redraws), error and queue all seen")
+    wait_for(placed, 5, "the waiting job's place and estimated wait on its page", interval=0.05)
+    shown = time.monotonic() - clicked
+    table = _text(browser, "queue-table")
+    assert "queued" in table and "#1" in table, f"the queue table lists the waiting job: {table}"
+
+    def running() -> bool:
+        value = browser.find_element(By.ID, "queue-progress").get_attribute("value")
+        return _text(browser, "queue-wait") == "" and value not in (None, "", "0")
+
+    wait_for(running, 20, "the running display (progress, no place) once the job starts", interval=0.05)
+    wait_for(lambda: _text(browser, "queue-out") == "Job 4 done", 30, "the queued job to end", interval=0.1)
+    print(
+        f"{backend}: running state, graph ({len(seen)} redraws), error and queue all seen; "
+        f"the waiting job's page showed {places[-1]!r} {shown:.1f} s after the clicks"
+    )
