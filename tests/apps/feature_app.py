@@ -26,7 +26,10 @@ keep_manager = bgcb.manager(on_retrigger="keep", **HELD)
 #: At most one held request at a time: the rest fall back to plain polling.
 bounded_manager = bgcb.manager(hold_max=1, **HELD)
 #: A queued job's place and estimated wait show in "wait-status" at each poll.
-waiting_manager = bgcb.manager(on_retrigger="keep", waiting=Output("wait-status", "children"), **HELD)
+#: Who submitted a job: the X-Bgcb-User header of the request.
+waiting_manager = bgcb.manager(
+    on_retrigger="keep", waiting=Output("wait-status", "children"), owner=bgcb.owner_header("X-Bgcb-User"), **HELD
+)
 
 #: The web server Dash serves the app on (Dash 4.4+): flask (default), fastapi or quart.
 SERVER = os.environ.get("BGCB_TEST_SERVER", "flask")

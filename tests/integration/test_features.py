@@ -291,3 +291,28 @@ def test_a_queued_jobs_page_shows_its_place_and_estimated_wait(client: DashClien
     finally:
         for handles in started:
             backend.cancel(handles["job"].split("~")[0])
+
+
+def test_the_owner_function_names_who_submitted(live_server, feature_app) -> None:
+    """``owner=bgcb.owner_header("X-Bgcb-User")``: the header of the submitting request, on this
+    server, is the job's owner for its status and for observers."""
+    import bgcb
+    from bgcb.jobs import Job
+
+    heard: list[Job] = []
+
+    class Hears:
+        @bgcb.hookimpl
+        def bgcb_job_submitted(self, job_id: str, job: Job) -> None:
+            heard.append(job)
+
+    observer = Hears()
+    bgcb.observers.register(observer)
+    try:
+        client = DashClient.http(live_server.url, headers={"X-Bgcb-User": "alice"}).load()
+        run = client.run([("wait-out", "children")], [("wait-btn", "n_clicks", 1)])
+    finally:
+        bgcb.observers.unregister(observer)
+    job = run.handles["job"].split("~")[0]
+    assert feature_app.waiting_manager.backend.status(job).owner == "alice"
+    assert [j.owner for j in heard] == ["alice"]

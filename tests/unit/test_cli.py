@@ -69,3 +69,22 @@ def test_reading_a_store_that_does_not_exist_creates_none(tmp_path, monkeypatch,
     assert main(["-b", "diskcache", "doctor"]) == 1
     assert "FAIL backend loads" in capsys.readouterr().out
     assert not store.exists(), "bgcb jobs/doctor made an empty store"
+
+
+def test_jobs_lists_each_jobs_owner(tmp_path, monkeypatch, capsys) -> None:
+    pytest.importorskip("bgcb_diskcache")
+    from bgcb import provider
+    from bgcb.jobs import Job
+
+    monkeypatch.setenv("BGCB_DISKCACHE_DIRECTORY", str(tmp_path / "store"))
+    backend = provider.load("diskcache", fresh=True, autostart=False)
+    try:
+        alice = backend.submit(Job(callback="k", args=[], owner="alice"))
+        nobody = backend.submit(Job(callback="k", args=[]))
+        assert main(["-b", "diskcache", "jobs"]) == 0
+    finally:
+        backend.close()
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.split()}
+    assert rows["JOB"][-1] == "OWNER"
+    assert rows[alice][1] == "queued" and rows[alice][-1] == "alice"
+    assert rows[nobody][-1] == "-"

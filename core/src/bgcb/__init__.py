@@ -37,6 +37,8 @@ __all__ = [
     "Status",
     "Stored",
     "Waiting",
+    "owner_cookie",
+    "owner_header",
     "hookimpl",
     "manager",
     "new_job_id",
@@ -56,6 +58,7 @@ def manager(
     hold_max: int | None = None,
     waiting: Any = None,
     waiting_text: str | Callable[[Waiting], Any] | None = None,
+    owner: Callable[[], Any] | None = None,
     **options: Any,
 ) -> Any:
     """A Dash background-callback manager on the backend named ``backend``.
@@ -73,6 +76,10 @@ def manager(
     estimated wait there at each poll (cleared once it runs); ``waiting_text``
     is a format string (fields ``position``, ``ahead``, ``eta``,
     ``eta_seconds``, ``eta_text``) or a function of a :class:`bgcb.Waiting`.
+    ``owner`` is a function of no arguments, called in the web request that
+    submits a job, that says who submits it (:func:`owner_header`,
+    :func:`owner_cookie`, or your own reading a session): observers,
+    ``bgcb jobs`` and the job's status show it.
     Other keyword arguments are the backend's options (``bgcb backends``).
     """
     from . import defaults
@@ -90,4 +97,19 @@ def manager(
         hold_max=hold_max,
         waiting=waiting,
         waiting_text=WAITING_TEXT if waiting_text is None else waiting_text,
+        owner=owner,
     )
+
+
+def owner_header(name: str) -> Callable[[], str | None]:
+    """An ``owner`` function: the request header ``name`` (e.g. set by an authenticating proxy), on any server."""
+    from ._dash_compat import request_header
+
+    return lambda: request_header(name)
+
+
+def owner_cookie(name: str) -> Callable[[], str | None]:
+    """An ``owner`` function: the request cookie ``name``, on any server."""
+    from ._dash_compat import request_cookie
+
+    return lambda: request_cookie(name)

@@ -42,6 +42,8 @@ __all__ = [
     "find_function",
     "install_context",
     "request_arg_list",
+    "request_cookie",
+    "request_header",
     "request_job",
     "request_memo",
     "verified_job",
@@ -132,6 +134,20 @@ def _request_args() -> Any:
         return adapter.args
     flask = _flask_request()
     return flask.request.args if flask is not None else None
+
+
+def request_header(name: str) -> str | None:
+    """Header ``name`` of the current request, on any server; None outside a request or when absent."""
+    adapter = _adapter()
+    source = adapter.headers if adapter is not None else getattr(getattr(_flask_request(), "request", None), "headers", None)
+    return source.get(name) if source is not None else None
+
+
+def request_cookie(name: str) -> str | None:
+    """Cookie ``name`` of the current request, on any server; None outside a request or when absent."""
+    adapter = _adapter()
+    source = adapter.cookies if adapter is not None else getattr(getattr(_flask_request(), "request", None), "cookies", None)
+    return source.get(name) if source is not None else None
 
 
 def request_memo() -> dict[str, Any] | None:

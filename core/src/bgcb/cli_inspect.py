@@ -46,11 +46,11 @@ def jobs_command(args: argparse.Namespace) -> int:
             print(f"backend '{backend.name}' cannot list its jobs", file=sys.stderr)
             return 1
         now = time.time()
-        print(f"{'JOB':<26} {'STATE':<10} {'POS':>4} {'AGE':>8}")
+        print(f"{'JOB':<26} {'STATE':<10} {'POS':>4} {'AGE':>8}  OWNER")
         for job_id, status in listing:
             age = now - (status.submitted_at or now)
             pos = "" if status.position is None else str(status.position)
-            print(f"{job_id:<26} {status.state.value:<10} {pos:>4} {age:>7.1f}s")
+            print(f"{job_id:<26} {status.state.value:<10} {pos:>4} {age:>7.1f}s  {status.owner or '-'}")
         if not listing:
             print("(no queued or running jobs)")
         return 0

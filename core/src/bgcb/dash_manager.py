@@ -86,6 +86,7 @@ class DashManager(compat.BaseManager):
         hold_max: int | None = None,
         waiting: Any = None,
         waiting_text: str | Callable[[Waiting], Any] = WAITING_TEXT,
+        owner: Callable[[], Any] | None = None,
     ) -> None:
         from .errors import ConfigurationError
 
@@ -100,6 +101,12 @@ class DashManager(compat.BaseManager):
                 raise ConfigurationError(f"bgcb: {name}={value!r}; give seconds as a number >= 0 (0 turns it off).")
         if hold_max is not None and (not isinstance(hold_max, int) or isinstance(hold_max, bool) or hold_max < 0):
             raise ConfigurationError(f"bgcb: hold_max={hold_max!r}; give a whole number of requests >= 0, or None.")
+        if owner is not None and not callable(owner):
+            raise ConfigurationError(
+                f"bgcb: owner={owner!r}; give a function of no arguments that returns who submits a job "
+                "(a session value, a header: bgcb.owner_header('X-User')), called in the web request."
+            )
+        self.owner = owner
         self.backend = backend
         self.expire = expire
         self.timeout = timeout
@@ -155,12 +162,20 @@ class DashManager(compat.BaseManager):
             timeout=self.timeout,
             cache=caching,
             cache_expire=self.expire,
+            owner=self._owner(),
         )
         if visit is not None and visit.defer:
             queued = self.backend.prepare(job)
             visit.queued.append((self.backend, queued))
             return queued.job_id
         return self.backend.submit(job)
+
+    def _owner(self) -> str | None:
+        """Who submits the job being started: the app's ``owner`` function, in the web request."""
+        if self.owner is None:
+            return None
+        who = self.owner()
+        return None if who is None or who == "" else str(who)
 
     def owns(self, job: str) -> bool:
         """Whether ``job`` is a handle of a job this manager submitted (not a cache hit)."""

@@ -99,6 +99,8 @@ class Job:
     #: Seconds a cached result stays reusable; ``None`` keeps it until cleanup.
     cache_expire: float | None = None
     submitted_at: float = field(default_factory=time.time)
+    #: Who submitted it, as the app's ``owner`` function said (None: not known).
+    owner: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return _fields(self)
@@ -188,6 +190,8 @@ class Status:
     finished_at: float | None = None
     #: The callback's key (what estimates a queued job's wait), when the record names it.
     callback: str | None = None
+    #: Who submitted the job (``bgcb.manager(owner=...)``), when known.
+    owner: str | None = None
 
     @classmethod
     def unknown(cls) -> Status:
@@ -207,6 +211,7 @@ class Status:
             data.get("started_at"),
             data.get("finished_at"),
             data.get("callback"),
+            data.get("owner"),
         )
 
 

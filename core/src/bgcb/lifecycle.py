@@ -105,7 +105,7 @@ class Lifecycle:
 
     def prepare(self, job: Job) -> Queued:
         """Mint the id and encode ``job`` (no I/O): on async servers :meth:`enqueue` then runs off the event loop."""
-        data = Data(submitted_at=job.submitted_at, timeout=job.timeout, callback=job.callback)
+        data = Data(submitted_at=job.submitted_at, timeout=job.timeout, callback=job.callback, owner=job.owner)
         return Queued(new_job_id(), job, dumps(job.to_json()), data.encode())
 
     def enqueue(self, queued: Queued) -> None:
@@ -248,7 +248,9 @@ class Lifecycle:
         job = Job.from_json(loads(payload))
         now = time.time()
         deadline = now + job.timeout if job.timeout else None
-        data = Data(job.submitted_at, now, None, deadline, job.timeout, worker_name(), None, job.progress or None, job.callback)
+        data = Data(
+            job.submitted_at, now, None, deadline, job.timeout, worker_name(), None, job.progress or None, job.callback, job.owner
+        )
         if not self._cas(job_id, State.QUEUED.value, State.RUNNING, data):
             return None  # cancelled (or declared lost) before it started
         observers.started(job_id, job)

@@ -63,6 +63,8 @@ class Data:
     cooperative: bool | None = None
     #: The callback's key, so that a poll can tell which callback's run times estimate the wait.
     callback: str | None = None
+    #: Who submitted it (``bgcb.manager(owner=...)``).
+    owner: str | None = None
 
     def encode(self) -> str:
         return dumps({k: v for k, v in vars(self).items() if v is not None})
@@ -78,7 +80,7 @@ class Data:
 
     def status(self, state: State, position: int | None = None) -> Status:
         place = position if state is State.QUEUED else None
-        return Status(state, place, self.submitted_at, self.started_at, self.finished_at, self.callback)
+        return Status(state, place, self.submitted_at, self.started_at, self.finished_at, self.callback, self.owner)
 
     @property
     def result(self) -> Outcome | None:
