@@ -316,3 +316,35 @@ def test_the_owner_function_names_who_submitted(live_server, feature_app) -> Non
     job = run.handles["job"].split("~")[0]
     assert feature_app.waiting_manager.backend.status(job).owner == "alice"
     assert [j.owner for j in heard] == ["alice"]
+
+
+def test_owners_take_turns_in_the_queue(live_server, feature_app) -> None:
+    """Owner A queues 20 jobs, then owner B one: B's starts after at most one more of A's jobs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bgcb.jobs import State
+
+    backend = feature_app.waiting_manager.backend
+    outputs, inputs = [("wait-out", "children")], [("wait-btn", "n_clicks", 3)]  # 0.3 s each
+
+    def start(user: str) -> str:
+        client = DashClient.http(live_server.url, headers={"X-Bgcb-User": user}).load()
+        return client.start(outputs, inputs)["job"].split("~")[0]
+
+    with ThreadPoolExecutor(10) as pool:
+        alice = list(pool.map(start, ["alice"] * 20))
+    try:
+        bob = start("bob")
+        deadline = time.monotonic() + 60
+        while backend.status(bob).state is State.QUEUED:
+            assert time.monotonic() < deadline, "bob's job never started"
+            time.sleep(0.05)
+        mine = backend.status(bob)
+        started = [backend.status(j).started_at for j in alice]
+        overtook = [s for s in started if s is not None and mine.submitted_at < s < mine.started_at]
+        print(f"owners' turns: {len(overtook)} of alice's jobs started between bob's submit and start")
+        assert len(overtook) <= 1, (len(overtook), mine)
+        assert any(backend.status(j).state is State.QUEUED for j in alice), "alice's burst was still queued"
+    finally:
+        for job in alice:
+            backend.cancel(job)

@@ -59,6 +59,7 @@ def manager(
     waiting: Any = None,
     waiting_text: str | Callable[[Waiting], Any] | None = None,
     owner: Callable[[], Any] | None = None,
+    priority: int = 0,
     **options: Any,
 ) -> Any:
     """A Dash background-callback manager on the backend named ``backend``.
@@ -79,7 +80,10 @@ def manager(
     ``owner`` is a function of no arguments, called in the web request that
     submits a job, that says who submits it (:func:`owner_header`,
     :func:`owner_cookie`, or your own reading a session): observers,
-    ``bgcb jobs`` and the job's status show it.
+    ``bgcb jobs`` and the job's status show it, and owners take turns in the
+    queue (one owner's burst delays another's job by at most one job per
+    worker). ``priority`` (-1000 to 1000, default 0): jobs of a higher
+    priority start before queued jobs of a lower one.
     Other keyword arguments are the backend's options (``bgcb backends``).
     """
     from . import defaults
@@ -98,6 +102,7 @@ def manager(
         waiting=waiting,
         waiting_text=WAITING_TEXT if waiting_text is None else waiting_text,
         owner=owner,
+        priority=priority,
     )
 
 

@@ -29,10 +29,13 @@ class BackendPlugin(Protocol):
     Optional hooks (``bgcb_options``, ``bgcb_configure``, ``bgcb_run_worker``,
     ``bgcb_close``, ``bgcb_stop``, ``bgcb_cache_put``/``bgcb_cache_get``,
     ``bgcb_active``, ``bgcb_shared_secret``, ``bgcb_wait``, ``bgcb_describe``,
-    ``bgcb_check``) have the signatures given there.
+    ``bgcb_check``, ``bgcb_capacity``, ``bgcb_capabilities``) have the signatures given there. A hook
+    implementation may leave out parameters it does not use (``lane``, ``priority``).
     """
 
-    def bgcb_enqueue(self, job_id: str, job: str, data: str, timeout: float | None, ttl: float) -> None: ...
+    def bgcb_enqueue(
+        self, job_id: str, job: str, data: str, timeout: float | None, ttl: float, lane: str | None, priority: int | None
+    ) -> None: ...
 
     def bgcb_read(self, job_id: str, drain: bool) -> Stored | None: ...
 

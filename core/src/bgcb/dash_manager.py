@@ -87,6 +87,7 @@ class DashManager(compat.BaseManager):
         waiting: Any = None,
         waiting_text: str | Callable[[Waiting], Any] = WAITING_TEXT,
         owner: Callable[[], Any] | None = None,
+        priority: int = 0,
     ) -> None:
         from .errors import ConfigurationError
 
@@ -106,7 +107,16 @@ class DashManager(compat.BaseManager):
                 f"bgcb: owner={owner!r}; give a function of no arguments that returns who submits a job "
                 "(a session value, a header: bgcb.owner_header('X-User')), called in the web request."
             )
+        if not isinstance(priority, int) or isinstance(priority, bool) or not -1000 <= priority <= 1000:
+            raise ConfigurationError(
+                f"bgcb: priority={priority!r}; give a whole number from -1000 to 1000 (higher starts first)."
+            )
         self.owner = owner
+        self.priority = priority
+        if owner is not None:
+            backend.order_jobs("owner=")
+        if priority:
+            backend.order_jobs(f"priority={priority}")
         self.backend = backend
         self.expire = expire
         self.timeout = timeout
@@ -163,6 +173,7 @@ class DashManager(compat.BaseManager):
             cache=caching,
             cache_expire=self.expire,
             owner=self._owner(),
+            priority=self.priority,
         )
         if visit is not None and visit.defer:
             queued = self.backend.prepare(job)

@@ -150,8 +150,10 @@ class BackendSpec(ContractOneSpec):
     # -- storage: records ----------------------------------------------------------
 
     @hookspec(firstresult=True)
-    def bgcb_enqueue(self, job_id: str, job: str, data: str, timeout: float | None, ttl: float) -> None:
-        """Store a new record in state ``"queued"`` and put ``job_id`` at the back of the queue.
+    def bgcb_enqueue(
+        self, job_id: str, job: str, data: str, timeout: float | None, ttl: float, lane: str | None, priority: int | None
+    ) -> None:
+        """Store a new record in state ``"queued"`` and queue ``job_id``.
 
         Called by the core in the web process (a Dash request: must return
         quickly; never run the job here or fork per job).
@@ -165,8 +167,18 @@ class BackendSpec(ContractOneSpec):
             the job's execution ``timeout + cancel_grace`` seconds after it
             started (``jobs.lost`` then records the timeout).
         :param ttl: seconds the record is kept while it is not terminal.
+        :param lane: who the job belongs to (its owner's lane; ``""`` for no
+            owner), or None when no manager of this process orders jobs: then
+            plain first in first out is right.
+        :param priority: the job's priority (higher starts first), or None
+            with ``lane=None``.
 
-        Store and queue together (or queue only after storing), so that a
+        The queue serves jobs in the order of :class:`bgcb.queueing.FairQueue`
+        (higher priority first; within a priority, owners' lanes take turns;
+        first in first out within a lane); a backend that keeps its queue as
+        one value can use that class. A backend that can only keep a plain
+        first-in-first-out queue leaves ``"ordering"`` out of
+        :meth:`bgcb_capabilities`. Store and queue together (or queue only after storing), so that a
         worker never takes an id without a record; raise an exception with a
         clear message when the store or queue is unreachable.
         """
@@ -304,6 +316,18 @@ class BackendSpec(ContractOneSpec):
         listening before the core's next read. Return None when it cannot
         wait here: the core then reads on its own schedule, as it does for
         a backend without this hook.
+        """
+
+    @hookspec(firstresult=True)
+    def bgcb_capabilities(self) -> Sequence[str] | None:
+        """Optional: the optional behaviours this backend provides, by name.
+
+        Called by the core once, when the backend is configured, and by the
+        conformance kit, which skips (saying so) the checks of a behaviour
+        not listed. Names: ``"ordering"`` (the queue follows ``lane`` and
+        ``priority`` of :meth:`bgcb_enqueue`, and positions count in that
+        order). A backend without this hook provides none of them; the core
+        then warns when a manager asks for one (``owner=`` or ``priority=``).
         """
 
     @hookspec(firstresult=True)

@@ -101,6 +101,8 @@ class Job:
     submitted_at: float = field(default_factory=time.time)
     #: Who submitted it, as the app's ``owner`` function said (None: not known).
     owner: str | None = None
+    #: Higher starts first (``bgcb.manager(priority=...)``).
+    priority: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return _fields(self)

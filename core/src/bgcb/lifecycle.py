@@ -83,11 +83,38 @@ class Lifecycle:
         self.name = name
         self.hook = hook
         self.settings = settings
-        optional = ("bgcb_stop", "bgcb_cache_get", "bgcb_active", "bgcb_shared_secret", "bgcb_wait", "bgcb_capacity")
+        optional = (
+            "bgcb_stop",
+            "bgcb_cache_get",
+            "bgcb_active",
+            "bgcb_shared_secret",
+            "bgcb_wait",
+            "bgcb_capacity",
+            "bgcb_capabilities",
+        )
         self._has = {h: bool(getattr(hook, h).get_hookimpls()) for h in optional}
         #: Run times of the jobs this process saw end, per callback: they estimate a queued job's wait.
         self.run_times = RunTimes()
         self._capacity: tuple[float, int | None] = (float("-inf"), None)
+        #: Whether a manager of this process orders jobs (``owner=`` or ``priority=``): then every job
+        #: is queued with its lane and priority; else the backend may keep plain first in first out.
+        self.ordered = False
+        self._capabilities: set[str] | None = None
+
+    def capabilities(self) -> set[str]:
+        """What the backend declares it provides (``bgcb_capabilities``), asked once."""
+        if self._capabilities is None:
+            declared = self.hook.bgcb_capabilities() if self._has["bgcb_capabilities"] else None
+            self._capabilities = set(declared or ())
+        return self._capabilities
+
+    def order_jobs(self, why: str) -> None:
+        """A manager asks for ordering (``why``: its option); warn once if the backend cannot."""
+        if not self.ordered and "ordering" not in self.capabilities():
+            log.warning(
+                "bgcb: backend %r keeps a first-in-first-out queue: %s has no effect on the order jobs start in", self.name, why
+            )
+        self.ordered = True
 
     def _cas(self, job_id: str, expect: str, state: State, data: Data | str) -> bool:
         """The state machine's one write: ``expect`` -> ``state``, with the TTL that state gets."""
@@ -111,7 +138,10 @@ class Lifecycle:
     def enqueue(self, queued: Queued) -> None:
         """Store and queue a prepared job."""
         job, ttl = queued.job, self.settings["job_ttl"]
-        self.hook.bgcb_enqueue(job_id=queued.job_id, job=queued.payload, data=queued.data, timeout=job.timeout, ttl=ttl)
+        lane, priority = (job.owner or "", job.priority) if self.ordered else (None, None)
+        self.hook.bgcb_enqueue(
+            job_id=queued.job_id, job=queued.payload, data=queued.data, timeout=job.timeout, ttl=ttl, lane=lane, priority=priority
+        )
         observers.submitted(queued.job_id, job)
 
     def poll(self, job_id: str) -> Snapshot:

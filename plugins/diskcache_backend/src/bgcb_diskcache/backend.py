@@ -208,10 +208,12 @@ class DiskcacheBackend:
     # -- storage -------------------------------------------------------------------------
 
     @hookimpl
-    def bgcb_enqueue(self, job_id: str, job: str, data: str, timeout: float | None, ttl: float) -> None:
+    def bgcb_enqueue(
+        self, job_id: str, job: str, data: str, timeout: float | None, ttl: float, lane: str | None, priority: int | None
+    ) -> None:
         if self._pool_wanted:
             self._ensure_pool()
-        self.store.enqueue(job_id, job, data, timeout, ttl)
+        self.store.enqueue(job_id, job, data, timeout, ttl, lane, priority)
         if self.waker is not None:
             self.waker.wake()
 
@@ -265,6 +267,10 @@ class DiskcacheBackend:
     @hookimpl
     def bgcb_wait(self, job_id: str, seconds: float) -> bool | None:
         return self.bell.wait(job_id, seconds) if self.bell is not None else None
+
+    @hookimpl
+    def bgcb_capabilities(self) -> list[str]:
+        return ["ordering"]
 
     @hookimpl
     def bgcb_capacity(self) -> int | None:

@@ -1,4 +1,4 @@
-"""Records, the FIFO queue and the running list, on one diskcache directory.
+"""Records, the queue and the running list, on one diskcache directory.
 
 Everything is JSON text in a :class:`diskcache.Cache` whose disk refuses to
 pickle or unpickle (:class:`JsonOnlyDisk`): a shared directory must not be a
@@ -12,7 +12,7 @@ Keys::
 
     r:<id>     {"state", "job", "data", "updates": [...], "timeout", "at"}; expires
                after the ttl of the core's last write ("at": when it was queued)
-    queue      [job ids, oldest first]
+    queue      the core's FairQueue state (ids with lane and priority, in arrival order)
     running    {job_id: {"pid", "started_at", "timeout", "stop_at"}}: who holds
                each claimed job, for the supervisor
     c:<key>    an outcome kept for cache_by reuse, with its own expiry
@@ -34,12 +34,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from diskcache import Cache, Disk
-from diskcache.core import MODE_PICKLE, UNKNOWN
+from diskcache import Cache
 
 from bgcb import Stored
+from bgcb.queueing import FairQueue
 
 from . import defaults
+from .jsondisk import JsonOnlyDisk
 
 QUEUE = "queue"
 RUNNING = "running"
@@ -49,34 +50,6 @@ POOL = "pool"
 RECORD_FIELDS = {"state": str, "job": str, "data": str, "updates": list}
 
 log = logging.getLogger("bgcb.diskcache")
-
-
-class JsonOnlyDisk(Disk):
-    """A diskcache disk that stores only ``str``/``bytes`` and never unpickles.
-
-    diskcache pickles any other value, and unpickles whatever mode a row says;
-    a writer with access to the directory could otherwise plant a pickle.
-    """
-
-    def put(self, key: Any) -> Any:
-        if not isinstance(key, (str, bytes)):
-            raise TypeError(f"bgcb-diskcache keys are text, not {type(key).__name__}")
-        return super().put(key)
-
-    def get(self, key: Any, raw: bool) -> Any:
-        if not raw:
-            raise ValueError("bgcb-diskcache refuses to unpickle a key found in its store")
-        return super().get(key, raw)
-
-    def store(self, value: Any, read: bool, key: Any = UNKNOWN) -> Any:
-        if not read and not isinstance(value, (str, bytes)):
-            raise TypeError(f"bgcb-diskcache stores JSON text only, not {type(value).__name__}")
-        return super().store(value, read, key=key)
-
-    def fetch(self, mode: int, filename: Any, value: Any, read: bool) -> Any:
-        if mode == MODE_PICKLE:
-            raise ValueError("bgcb-diskcache refuses to unpickle a value found in its store")
-        return super().fetch(mode, filename, value, read)
 
 
 def _dumps(value: Any) -> str:
@@ -153,23 +126,32 @@ class Store:
         return (None, None) if record is None else (record, expire_time)
 
     def queue(self) -> list[str]:
-        ids, _, bad = self._load(QUEUE, list)
-        if bad or not all(isinstance(i, str) for i in ids or []):
-            return self._rebuilt_queue()
-        return list(ids or [])
+        """Queued ids in the order they will start (the core's :class:`~bgcb.queueing.FairQueue`)."""
+        return self.fair().ids()
 
-    def _rebuilt_queue(self) -> list[str]:
+    def fair(self) -> FairQueue:
+        state, _, bad = self._load(QUEUE, dict)
+        try:
+            if not bad:
+                return FairQueue(state)
+        except (TypeError, ValueError, KeyError, IndexError):
+            self._warn(QUEUE, "it is not a queue bgcb wrote")
+        return self._rebuilt_queue()
+
+    def _rebuilt_queue(self) -> FairQueue:
         """The queue as the queued records say (oldest first), after its key proved unreadable."""
         queued = []
         for key in list(self.cache.iterkeys()):
             if isinstance(key, str) and key.startswith("r:"):
                 record, _ = self._record(key[2:])
                 if record is not None and record["state"] == "queued":
-                    queued.append((float(record.get("at") or 0), key[2:]))
-        ids = [job_id for _, job_id in sorted(queued)]
-        self._set(QUEUE, ids)
-        log.warning("bgcb-diskcache: rebuilt the queue of %s from its %d queued record(s)", self.directory, len(ids))
-        return ids
+                    queued.append((float(record.get("at") or 0), key[2:], record.get("lane"), record.get("priority")))
+        fair = FairQueue()
+        for _, job_id, lane, priority in sorted(queued):
+            fair.push(job_id, lane if isinstance(lane, str) else None, priority if isinstance(priority, int) else None)
+        self._set(QUEUE, fair.to_json())
+        log.warning("bgcb-diskcache: rebuilt the queue of %s from its %d queued record(s)", self.directory, len(fair))
+        return fair
 
     def running(self) -> dict[str, dict[str, Any]]:
         """Claimed jobs by id: the worker pid holding each, when it took it, its timeout and stop time."""
@@ -178,12 +160,24 @@ class Store:
 
     # -- the storage hooks -----------------------------------------------------------
 
-    def enqueue(self, job_id: str, job: str, data: str, timeout: float | None, ttl: float) -> None:
+    def enqueue(
+        self,
+        job_id: str,
+        job: str,
+        data: str,
+        timeout: float | None,
+        ttl: float,
+        lane: str | None = None,
+        priority: int | None = None,
+    ) -> None:
         """Store the record and queue its id, in one transaction: no worker sees an id without a record."""
         record = {"state": "queued", "job": job, "data": data, "updates": [], "timeout": timeout, "at": time.time()}
+        record.update(lane=lane, priority=priority)  # to rebuild the queue from, should its key be lost
         with self.cache.transact(retry=True):
             self._set("r:" + job_id, record, expire=ttl)
-            self._set(QUEUE, [*self.queue(), job_id])
+            fair = self.fair()
+            fair.push(job_id, lane, priority)
+            self._set(QUEUE, fair.to_json())
 
     def read(self, job_id: str, drain: bool) -> Stored | None:
         """State, data, drained updates and queue position; one read unless queued or updates wait."""
@@ -200,8 +194,8 @@ class Store:
                 self._set("r:" + job_id, record, expire=_left(expire_time))
         position = None
         if record["state"] == "queued":
-            queue = self.queue()
-            position = queue.index(job_id) if job_id in queue else 0  # 0: claimed, about to start
+            position = self.fair().position(job_id)
+            position = 0 if position is None else position  # 0: claimed, about to start
         return Stored(record["state"], record["data"], updates, position)
 
     def load(self, job_id: str) -> str | None:
@@ -225,10 +219,9 @@ class Store:
             record["state"], record["data"] = state, data
             self._set("r:" + job_id, record, expire=ttl)
             if was == "queued" and state != "queued":
-                queue = self.queue()
-                if job_id in queue:
-                    queue.remove(job_id)
-                    self._set(QUEUE, queue)
+                fair = self.fair()
+                if fair.remove(job_id):
+                    self._set(QUEUE, fair.to_json())
             return True
 
     def append(self, job_id: str, update: str, ttl: float) -> None:
@@ -276,21 +269,21 @@ class Store:
 
     def has_queued(self) -> bool:
         """A cheap read, so that idle workers woken together do not all take the write lock for nothing."""
-        return bool(self.queue())
+        return len(self.fair()) > 0
 
     def claim(self, pid: int) -> str | None:
-        """Pop the oldest queued id and list it as held by worker ``pid``, in one transaction.
+        """Pop the next queued id and list it as held by worker ``pid``, in one transaction.
 
         Listing it before the worker does anything else means that a worker
         killed right after the pop still has its job attributed to it.
         """
         with self.cache.transact(retry=True):
-            queue = self.queue()
+            fair = self.fair()
             job_id, record = "", None
-            while queue and record is None:
-                job_id = queue.pop(0)
+            while len(fair) and record is None:
+                job_id = fair.pop() or ""
                 record, _ = self._record(job_id)  # None: it expired while queued, drop it
-            self._set(QUEUE, queue)
+            self._set(QUEUE, fair.to_json())
             if record is None:
                 return None
             running = self.running()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 from bgcb import Stored, hookimpl
 from bgcb.hookspecs import Role
 from bgcb.lifecycle import Lifecycle
+from bgcb.queueing import FairQueue
 
 #: Default number of worker threads.
 WORKERS = 2
@@ -45,7 +45,7 @@ class TestingBackend:
         self._lock = threading.Condition()
         self._records: dict[str, _Record] = {}
         self._cache: dict[str, tuple[str, float]] = {}
-        self._queue: deque[str] = deque()
+        self._queue = FairQueue()  # the core's order: priorities, owners' turns, first in first out
         self._threads: list[threading.Thread] = []
         self._secret: bytes | None = None
         self._stopping = False
@@ -64,6 +64,10 @@ class TestingBackend:
             thread = threading.Thread(target=self._work, args=(jobs,), name=f"bgcb-testing-{i}", daemon=True)
             thread.start()
             self._threads.append(thread)
+
+    @hookimpl
+    def bgcb_capabilities(self) -> list[str]:
+        return ["ordering"]
 
     @hookimpl
     def bgcb_capacity(self) -> int | None:
@@ -86,7 +90,7 @@ class TestingBackend:
                     self._lock.wait()
                 if self._stopping:
                     return
-                job_id = self._queue.popleft()
+                job_id = self._queue.pop() or ""
             jobs.execute(job_id)
 
     def _live(self, job_id: str) -> _Record | None:
@@ -100,10 +104,10 @@ class TestingBackend:
     # -- storage -----------------------------------------------------------------
 
     @hookimpl
-    def bgcb_enqueue(self, job_id: str, job: str, data: str, ttl: float) -> None:
+    def bgcb_enqueue(self, job_id: str, job: str, data: str, ttl: float, lane: str | None, priority: int | None) -> None:
         with self._lock:
             self._records[job_id] = _Record("queued", job, data, time.time() + ttl)
-            self._queue.append(job_id)
+            self._queue.push(job_id, lane, priority)
             self._lock.notify()
 
     @hookimpl
@@ -115,8 +119,8 @@ class TestingBackend:
             updates, position = [], None
             if drain:
                 updates, record.updates = record.updates, []
-            if record.state == "queued" and job_id in self._queue:
-                position = self._queue.index(job_id)
+            if record.state == "queued":
+                position = self._queue.position(job_id)
             self._versions()[job_id] = record.version
             return Stored(record.state, record.data, updates, position)
 
@@ -133,7 +137,7 @@ class TestingBackend:
             if record is None or record.state not in expect:
                 return False
             record.state, record.data, record.expires = state, data, time.time() + ttl
-            if state != "queued" and job_id in self._queue:
+            if state != "queued":
                 self._queue.remove(job_id)
             self._changed(record)
             return True
@@ -190,7 +194,7 @@ class TestingBackend:
     def bgcb_active(self) -> list[str]:
         with self._lock:
             running = [i for i, r in self._records.items() if r.state == "running"]
-            return running + list(self._queue)
+            return running + self._queue.ids()
 
     @hookimpl
     def bgcb_shared_secret(self, generate: Callable[[], bytes]) -> bytes:

@@ -1,0 +1,85 @@
+"""The core's order of queued jobs (bgcb.queueing.FairQueue): priorities, owners' turns, FIFO."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bgcb.queueing import FairQueue
+
+
+def test_one_lane_is_first_in_first_out() -> None:
+    q = FairQueue()
+    for n in range(5):
+        q.push(f"j{n}")
+    assert [q.position(f"j{n}") for n in range(5)] == [0, 1, 2, 3, 4]
+    assert [q.pop() for _ in range(6)] == ["j0", "j1", "j2", "j3", "j4", None]
+
+
+def test_a_second_owner_waits_for_at_most_one_more_of_a_bursts_jobs() -> None:
+    q = FairQueue()
+    for n in range(20):
+        q.push(f"a{n}", "alice")
+    assert [q.pop(), q.pop()] == ["a0", "a1"]  # two workers took alice's first jobs
+    q.push("b0", "bob")
+    assert q.position("b0") == 0
+    assert q.pop() == "b0"
+    q.push("b1", "bob")
+    q.push("b2", "bob")
+    assert q.ids()[:5] == ["a2", "b1", "a3", "b2", "a4"]  # turns
+    assert [q.position(i) for i in ("a2", "b1", "a3", "b2", "a4")] == [0, 1, 2, 3, 4]
+
+
+def test_higher_priority_first_then_turns() -> None:
+    q = FairQueue()
+    q.push("batch1", "x", 0)
+    q.push("batch2", "x", 0)
+    q.push("click", "y", 10)
+    assert q.position("click") == 0 and q.position("batch1") == 1
+    assert q.pop() == "click"
+
+
+def test_remove_and_state_round_trips_through_json() -> None:
+    q = FairQueue()
+    for lane in "aab":
+        q.push(f"{lane}{len(q)}", lane)
+    assert q.remove("a1") and not q.remove("zz")
+    again = FairQueue(json.loads(json.dumps(q.to_json())))
+    assert again.ids() == q.ids() == ["a0", "b2"]
+    assert "b2" in again and "a1" not in again
+
+
+@given(st.lists(st.tuples(st.sampled_from("abc"), st.sampled_from([0, 0, 1])), max_size=30), st.integers(0, 10))
+def test_positions_are_the_order_of_pops(pushes, pops) -> None:
+    q = FairQueue()
+    for n, (lane, priority) in enumerate(pushes):
+        q.push(f"j{n}", lane, priority)
+    for _ in range(pops):
+        q.pop()
+    order = q.ids()
+    assert [q.position(i) for i in order] == list(range(len(order)))
+    assert [q.pop() for _ in order] == order
+    within = {}
+    for n, (lane, priority) in enumerate(pushes):
+        within.setdefault((lane, priority), []).append(f"j{n}")
+    for ids in within.values():  # each owner's jobs of one priority start in the order they came
+        seen = [i for i in order if i in ids]
+        assert seen == sorted(seen, key=ids.index)
+
+
+def test_between_two_turns_of_a_lane_each_other_lane_has_at_most_one() -> None:
+    rng = random.Random(7)
+    q = FairQueue()
+    lanes = {}
+    for n in range(200):
+        lanes[f"j{n}"] = rng.choice("abcd")
+        q.push(f"j{n}", lanes[f"j{n}"])
+    order = [lanes[j] for j in iter(q.pop, None)]
+    for lane in "abcd":
+        turns = [i for i, x in enumerate(order) if x == lane]
+        for start, end in zip(turns, turns[1:], strict=False):
+            between = order[start + 1 : end]
+            assert all(between.count(other) <= 1 for other in "abcd"), (lane, between)
