@@ -24,6 +24,7 @@ from bgcb.lifecycle import Lifecycle
 
 from . import config, defaults, presence, worker
 from .config import Config, redact
+from .places import OrderedQueue
 from .publish import DirectPublisher
 from .store import RedisStore, StoreUnavailable, stored_for_outage
 
@@ -98,6 +99,8 @@ class CeleryBackend:
         self.options, self.role, self._jobs = options, role, jobs
         self._config = config.resolve(options)
         self._store = RedisStore(self.config.store_url, self.config.prefix, self.config.timing, self.config.broker_list)
+        self._store.places.order = OrderedQueue(self._store, self.queue)
+        self._store.places.ordering = lambda: jobs.ordered
         self._runner = worker.JobRunner(self._store, jobs, self.config.store_id)
         presence.register(self.celery, self._store, self.queue)
         self._serving = presence.Serving(self._store, self.queue)
@@ -136,19 +139,25 @@ class CeleryBackend:
         return self._runner is not None and job_id in self._runner.executing
 
     @hookimpl
-    def bgcb_enqueue(self, job_id: str, job: str, data: str, timeout: float | None, ttl: float) -> None:
+    def bgcb_enqueue(
+        self, job_id: str, job: str, data: str, timeout: float | None, ttl: float, lane: str | None, priority: int | None
+    ) -> None:
         limits: dict[str, float] = {}
         if timeout:
             # Celery's soft limit raises SoftTimeLimitExceeded in the callback (the core records a timeout);
             # the hard limit kills a callback that ignores it.
             hard = timeout + self.jobs.settings["cancel_grace"] + defaults.HARD_LIMIT_MARGIN
             limits = {"soft_time_limit": timeout, "time_limit": hard}
-        kwargs = {"store": self.store_id, **({"job": job} if len(job) <= defaults.MESSAGE_JOB_MAX else {})}
-        if self._publisher is not None:  # record, payload and message in one round trip
-            self.store.enqueue(job_id, job, data, ttl, message=self._publisher.message(job_id, kwargs, limits))
+        kwargs: dict[str, Any] = {"store": self.store_id, **({"job": job} if len(job) <= defaults.MESSAGE_JOB_MAX else {})}
+        place = None if lane is None else (lane, int(priority or 0))
+        if place is not None:
+            kwargs["ordered"] = True  # the message is a ticket: its worker runs the next job in the core's order
+        if self._publisher is not None:  # record, payload, place and message in one round trip
+            message = self._publisher.message(job_id, kwargs, limits)
+            self.store.enqueue(job_id, job, data, ttl, message=message, lane=place)
             self._remember(job_id, Stored("queued", data))
             return
-        self.store.enqueue(job_id, job, data, ttl)
+        self.store.enqueue(job_id, job, data, ttl, lane=place)
         try:
             self.celery.send_task(
                 TASK_NAME,
@@ -234,6 +243,10 @@ class CeleryBackend:
         self.store.append(job_id, update, ttl)
 
     # -- stop ---------------------------------------------------------------------------------------
+
+    @hookimpl
+    def bgcb_capabilities(self) -> list[str]:
+        return ["ordering"]
 
     @hookimpl
     def bgcb_capacity(self) -> int | None:

@@ -100,3 +100,104 @@ if ARGV[2] == '1' and mark ~= '0' and state ~= 'queued' then
 end
 return {rec, beat, updates}
 """
+
+# -- the core's order (bgcb.queueing.FairQueue) kept in Redis, for web processes whose managers order jobs --
+#
+# Under KEYS[1] = <prefix>:order:<queue>:
+#   :seq, :n               arrival and serve counters
+#   :bands                 priorities with queued jobs, scored by priority
+#   :lanes:<p>             lanes of priority p with queued jobs, scored by their turn: the serve count when
+#                          last served, or (never served) the arrival that opened the lane minus 1e12, so
+#                          never-served lanes come first, oldest first (Lua writes numbers with 14 digits)
+#   :lane:<p>:<lane>       a lane's ids, first in first out
+#   :where                 id -> "p<TAB>lane"
+#   :served                "p<TAB>lane" -> serve count: a lane that empties and refills keeps its turn
+#                          while some waiting lane was served before it
+
+#: Queue an id. ARGV: job id, lane, priority.
+ORDER_PUSH = r"""
+local base, job, lane, prio = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+local seq = redis.call('INCR', base .. ':seq')
+redis.call('RPUSH', base .. ':lane:' .. prio .. ':' .. lane, job)
+redis.call('HSET', base .. ':where', job, prio .. '\t' .. lane)
+redis.call('ZADD', base .. ':bands', tonumber(prio), prio)
+local lanes = base .. ':lanes:' .. prio
+if not redis.call('ZSCORE', lanes, lane) then
+  local score = seq - 1e12
+  local served = redis.call('HGET', base .. ':served', prio .. '\t' .. lane)
+  if served then
+    local floor = redis.call('ZRANGEBYSCORE', lanes, 0, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    if floor[2] and tonumber(served) > tonumber(floor[2]) then score = tonumber(served) end
+  end
+  redis.call('ZADD', lanes, score, lane)
+end
+return seq
+"""
+
+#: Take the next id in the core's order; false when none is queued.
+ORDER_POP = r"""
+local base = KEYS[1]
+local band = redis.call('ZREVRANGE', base .. ':bands', 0, 0)[1]
+if not band then return false end
+local lanes = base .. ':lanes:' .. band
+local lane = redis.call('ZRANGE', lanes, 0, 0)[1]
+if not lane then
+  redis.call('ZREM', base .. ':bands', band)
+  return false
+end
+local key = base .. ':lane:' .. band .. ':' .. lane
+local job = redis.call('LPOP', key)
+local n = redis.call('INCR', base .. ':n')
+redis.call('HSET', base .. ':served', band .. '\t' .. lane, n)
+if job then redis.call('HDEL', base .. ':where', job) end
+if redis.call('LLEN', key) == 0 then
+  redis.call('ZREM', lanes, lane)
+  if redis.call('ZCARD', lanes) == 0 then redis.call('ZREM', base .. ':bands', band) end
+else
+  redis.call('ZADD', lanes, n, lane)
+end
+return job
+"""
+
+#: Take an id out (it left "queued" before a worker took it): 1 if it was queued here. ARGV: job id.
+ORDER_REMOVE = r"""
+local base, job = KEYS[1], ARGV[1]
+local where = redis.call('HGET', base .. ':where', job)
+if not where then return 0 end
+local prio, lane = string.match(where, '^([^\t]*)\t(.*)$')
+local key = base .. ':lane:' .. prio .. ':' .. lane
+redis.call('LREM', key, 1, job)
+redis.call('HDEL', base .. ':where', job)
+if redis.call('LLEN', key) == 0 then
+  redis.call('ZREM', base .. ':lanes:' .. prio, lane)
+  if redis.call('ZCARD', base .. ':lanes:' .. prio) == 0 then redis.call('ZREM', base .. ':bands', prio) end
+end
+return 1
+"""
+
+#: How many queued ids start before this one, as FairQueue.position counts; -3 when it is not queued
+#: here (a job of a web process that does not order jobs: its place is in the broker's list). ARGV: job id.
+ORDER_POSITION = r"""
+local base, job = KEYS[1], ARGV[1]
+local where = redis.call('HGET', base .. ':where', job)
+if not where then return -3 end
+local prio, lane = string.match(where, '^([^\t]*)\t(.*)$')
+local mine = redis.call('LPOS', base .. ':lane:' .. prio .. ':' .. lane, job)
+if not mine then return -3 end
+local ahead = 0
+for _, band in ipairs(redis.call('ZRANGEBYSCORE', base .. ':bands', '(' .. prio, '+inf')) do
+  for _, other in ipairs(redis.call('ZRANGE', base .. ':lanes:' .. band, 0, -1)) do
+    ahead = ahead + redis.call('LLEN', base .. ':lane:' .. band .. ':' .. other)
+  end
+end
+local before = 1
+for _, other in ipairs(redis.call('ZRANGE', base .. ':lanes:' .. prio, 0, -1)) do
+  if other == lane then
+    before = 0
+    ahead = ahead + mine
+  else
+    ahead = ahead + math.min(redis.call('LLEN', base .. ':lane:' .. prio .. ':' .. other), mine + before)
+  end
+end
+return ahead
+"""

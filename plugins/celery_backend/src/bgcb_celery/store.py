@@ -36,6 +36,7 @@ from bgcb.errors import BgcbError
 from . import defaults, scripts
 from .config import Timing, redact
 from .layout import Keys, Record, alive_from
+from .places import Places
 
 log = logging.getLogger("bgcb.celery")
 T = TypeVar("T")
@@ -85,8 +86,9 @@ class RedisStore:
             client_name="bgcb-celery",
         )
         self._cas = self.redis.register_script(scripts.CAS)
-        self._position = self.redis.register_script(scripts.POSITION)
         self._read_script = self.redis.register_script(scripts.READ_RUNNING)
+        #: Where queued jobs stand: the broker's list, or the core's order (which the backend sets up).
+        self.places = Places(self)
         self._outage_since: float | None = None
         self._last_outage = float("-inf")
 
@@ -142,14 +144,19 @@ class RedisStore:
 
     # -- records ---------------------------------------------------------------------
 
-    def enqueue(self, job_id: str, job: str, data: str, ttl: float, message: str | None = None) -> None:
-        """Store the record and the job text; with ``message``, push it onto the broker list after them
-        (same round trip, in order: a worker never takes a message whose record is not there yet)."""
+    def enqueue(
+        self, job_id: str, job: str, data: str, ttl: float, message: str | None = None, lane: tuple[str, int] | None = None
+    ) -> None:
+        """Store the record and the job text (and with ``lane``, its place in the core's order); with
+        ``message``, push it onto the broker list after them (same round trip, in order: a worker never
+        takes a message whose record, or place, is not there yet)."""
 
         def write() -> None:
             pipe = self.redis.pipeline(transaction=False)
             pipe.set(self.keys.rec(job_id), Record("queued", data, until=_until(ttl)).encode(), px=_ms(ttl))
             pipe.set(self.keys.payload(job_id), job, px=_ms(ttl))
+            if lane is not None and self.places.order is not None:
+                self.places.order.push_in(pipe, job_id, *lane)
             if message is not None and self.broker_list is not None:
                 pipe.lpush(self.broker_list, message)
             pipe.execute()
@@ -208,7 +215,7 @@ class RedisStore:
     def _stored(self, job_id: str, rec: Record, drained: list[str], beat: str | None) -> Stored:
         """The read of ``rec``: its queue place while queued, whether its worker still runs it while running."""
         if rec.state == "queued":
-            return Stored(rec.state, rec.data, position=self.position(job_id))
+            return Stored(rec.state, rec.data, position=self.places.position(job_id))
         worker = rec.worker if rec.state == "running" else None
         if worker is None:
             return Stored(rec.state, rec.data, drained)
@@ -220,16 +227,6 @@ class RedisStore:
         alive = alive_from(job_id, rec, str(beat))
         reason = None if alive is not False else f"its worker process {worker} no longer runs it"
         return Stored(rec.state, rec.data, drained, alive=alive, reason=reason)
-
-    def position(self, job_id: str, remove: bool = False) -> int | None:
-        """The queue place, read from the broker's list (None when the broker is elsewhere);
-        ``remove`` takes the job's message out of the list."""
-        queue = self.broker_list
-        if queue is None:
-            return None
-        args = [job_id, defaults.POSITION_SCAN, int(remove)]
-        found = int(self.call(lambda: self._position(keys=[queue], args=args)))
-        return None if found == -2 else max(0, found)
 
     def load(self, job_id: str, patient: bool = False) -> str | None:
         try:
@@ -258,7 +255,7 @@ class RedisStore:
         if done and not ran_here and state not in ("queued", "running"):  # a cancel, a lost job, the kit
             self.call(lambda: self.redis.pexpire(self.keys.payload(job_id), _ms(ttl)), patient)  # the text goes with it
             if "queued" in expect and not patient:
-                self.position(job_id, remove=True)  # it may still wait: its message goes too
+                self.places.unqueue(job_id)
         return done
 
     def append(self, job_id: str, update: str, ttl: float) -> None:

@@ -42,7 +42,7 @@ def register_task(celery: Any) -> None:
     )(run_job)
 
 
-def run_job(job_id: str, *legacy: Any, store: str = "", job: str | None = None) -> str:
+def run_job(job_id: str, *legacy: Any, store: str = "", job: str | None = None, ordered: bool = False) -> str:
     """The body of ``bgcb.run_job``: run the job with the backend of ``store``.
 
     ``job`` is the job's text, carried in the message so that the worker
@@ -50,8 +50,17 @@ def run_job(job_id: str, *legacy: Any, store: str = "", job: str | None = None) 
     messages of bgcb-celery 0.1 carried (their jobs have no record in this
     layout and are skipped). Returns how the job ended, for Celery's own log line
     ("succeeded" there means only that the task ran; bgcb logs each outcome itself).
+    With ``ordered``, the message is a ticket: the job run is the next in the
+    core's order (:mod:`bgcb_celery.places`), which may be another's.
     """
-    return _runner_for(store, job_id).run(job_id, job)
+    runner = _runner_for(store, job_id)
+    if ordered:
+        chosen = runner.next_ordered()
+        if chosen is None:
+            return "nothing to run: every queued job already has a worker"
+        if chosen != job_id:
+            job_id, job = chosen, None  # its text is in Redis
+    return runner.run(job_id, job)
 
 
 def _runner_for(store: str, job_id: str) -> JobRunner:
@@ -185,6 +194,19 @@ class JobRunner:
             if _registry.get(self.store_id) is self:
                 del _registry[self.store_id]
         self.heart.close()
+
+    def next_ordered(self) -> str | None:
+        """The next job in the core's order (a ticket's worker asks); None when none is queued."""
+        from celery.exceptions import Reject
+
+        order = self.store.places.order
+        if order is None:
+            return None
+        try:
+            return order.pop()
+        except StoreUnavailable as exc:
+            log.error("bgcb-celery: cannot take the next job (%s); returning the ticket to the queue", exc)
+            raise Reject(str(exc), requeue=True) from exc
 
     def run(self, job_id: str, payload: str | None = None) -> str:
         from celery.exceptions import Reject, SoftTimeLimitExceeded

@@ -211,11 +211,19 @@ class Kit:
         data = Data(submitted_at=time.time(), **fields)
         return json.dumps({k: v for k, v in vars(data).items() if v is not None}, indent=2, ensure_ascii=False)
 
-    def enqueue(self, job: str | None = None, data: str | None = None) -> str:
-        """A new queued record, made with bgcb_enqueue; returns its id."""
+    def enqueue(
+        self, job: str | None = None, data: str | None = None, lane: str | None = None, priority: int | None = None
+    ) -> str:
+        """A new queued record, made with bgcb_enqueue (in ``lane`` at ``priority``, or plain); returns its id."""
         job_id = new_job_id()
         self.backend.hook.bgcb_enqueue(
-            job_id=job_id, job=job or self.job_text(), data=data or self.data_text(), timeout=None, ttl=self.ttl("job_ttl")
+            job_id=job_id,
+            job=job or self.job_text(),
+            data=data or self.data_text(),
+            timeout=None,
+            ttl=self.ttl("job_ttl"),
+            lane=lane,
+            priority=priority,
         )
         self.records.append(job_id)
         return job_id
