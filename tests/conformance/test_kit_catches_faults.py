@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,15 +22,16 @@ from bgcb.errors import BackendInvalid
 from bgcb.hookspecs import Role
 from bgcb.lifecycle import Lifecycle
 from bgcb.provider import Backend
+from bgcb.queueing import FairQueue
 from bgcb_testing import TestingBackend
 from bgcb_testing.conformance import BackendConformance, EventRecorder, Kit, KitConfig
 
 # -- storage and worker-loop faults --------------------------------------------------------
 
 
-class _Stack(deque):  # type: ignore[type-arg]
-    def popleft(self) -> Any:
-        return self.pop()
+class _Stack(FairQueue):
+    def pop(self) -> str | None:  # the newest first
+        return str(self.entries.pop()[0]) if self.entries else None
 
 
 class LastInFirstOut(TestingBackend):
