@@ -40,6 +40,14 @@ class LastInFirstOut(TestingBackend):
         self._queue = _Stack()
 
 
+class DeclaresOrderingKeepsFifo(TestingBackend):
+    """Says it follows the core's order, but queues every job plainly."""
+
+    @hookimpl
+    def bgcb_enqueue(self, job_id: str, job: str, data: str, ttl: float) -> None:
+        super().bgcb_enqueue(job_id, job, data, ttl, None, None)
+
+
 class MoreThreadsThanPromised(TestingBackend):
     @hookimpl
     def bgcb_configure(self, options: dict[str, Any], role: Role, jobs: Lifecycle) -> None:
@@ -146,6 +154,8 @@ def _kit(plugin: type, tmp_path: Path) -> Iterator[Kit]:
 FAULTS = [
     (LastInFirstOut, "test_fifo_order", r"jobs started out of submission order.*FIFO"),
     (MoreThreadsThanPromised, "test_concurrency_bound", r"jobs ran at once with workers=2"),
+    (DeclaresOrderingKeepsFifo, "test_owners_take_turns", r"with owners taking turns it is next but one"),
+    (DeclaresOrderingKeepsFifo, "test_a_higher_priority_starts_first", r"a priority-5 job queued behind"),
     (CasIgnoresExpect, "test_cas_is_compare_and_set", r"it writes only when the current state is in expect"),
     (CasAlwaysSaysYes, "test_cas_has_one_winner", r"concurrent bgcb_cas.*exactly one wins"),
     (CasAlwaysSaysYes, "test_cancel_running_job", r"bgcb_job_finished fires exactly once"),
