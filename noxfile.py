@@ -92,7 +92,7 @@ def _suite(session: nox.Session, servers: list[str], portable: bool = False) -> 
     if portable and "diskcache" in backends:
         runs += [{"BGCB_BACKEND": "diskcache", "BGCB_TEST_SERVER": s, **PORTABLE} for s in servers]
     _integration(session, runs, args)
-    session.run("pytest", "tests/diskcache", "tests/browser", "-q", *args)
+    session.run("pytest", "tests/diskcache", "tests/browser", "-q", "-n", "2", *args)  # real processes, mostly waiting
     if portable:
         session.run("pytest", "tests/diskcache", "-q", "-n", "2", *args, env=PORTABLE)
 
