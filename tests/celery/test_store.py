@@ -323,3 +323,26 @@ def test_the_task_lists_the_job_in_its_heartbeat_while_the_core_runs_it(backend,
     with runner.heart._lock:
         runner.heart._beat()
     assert redis_client.exists(keys.payload(other))
+
+
+def test_ordered_jobs_queue_in_the_cores_order_and_a_stop_revokes_the_ticket_that_runs_them(backend) -> None:
+    """With owners, messages are tickets: a worker holding alice's second ticket runs bob's job (his turn),
+    and stopping bob's job revokes that ticket's task, not bob's own id (whose message still waits and
+    would be dropped by a revoke, stranding a job)."""
+    jobs, fake = backend
+    jobs.order_jobs("the test")
+    alice = [jobs.submit(_job(owner="alice")) for _ in range(3)]
+    bob = jobs.submit(_job(owner="bob"))
+    assert [jobs.status(j).position for j in (*alice, bob)] == [0, 2, 3, 1], "bob's turn comes second"
+    assert all(m["kwargs"].get("ordered") for m in fake.sent), "every message of an ordering process is a ticket"
+    order = jobs.plugin.store.places.order
+    assert order.pop(alice[0]) == alice[0]
+    assert order.pop(alice[1]) == bob, "alice's second ticket runs bob's job"
+    assert order.task_of(bob) == alice[1] and order.task_of(alice[0]) == alice[0]
+    jobs.plugin.store.beat("host:1", 1, [bob], [])
+    _running(jobs, bob)
+    jobs.hook.bgcb_stop(job_id=bob, after=0.0)
+    for timer in list(jobs.plugin._timers):
+        timer.join(5)
+    assert fake.revoked == [alice[1]]
+    assert jobs.cancel(alice[2]) and jobs.status(alice[1]).position == 0, "a cancel while queued gives up its place"

@@ -269,7 +269,9 @@ class CeleryBackend:
     def _stop_now(self, job_id: str) -> None:
         try:
             if not self.closed and self.store.executing(job_id):
-                self.celery.control.revoke(job_id, terminate=True, signal="SIGTERM")
+                order = self.store.places.order
+                task = order.task_of(job_id) if order is not None and self.jobs.ordered else job_id
+                self.celery.control.revoke(task, terminate=True, signal="SIGTERM")
         except Exception:  # a timer thread: log, never raise
             log.exception("bgcb-celery: could not terminate job %s", job_id)
         finally:

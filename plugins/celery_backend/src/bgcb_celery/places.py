@@ -37,10 +37,22 @@ class OrderedQueue:
         """Queue ``job_id`` inside ``pipe`` (the enqueue's round trip, before its ticket is pushed)."""
         self._push(keys=[self.base], args=[job_id, lane, int(priority)], client=pipe)
 
-    def pop(self, patient: bool = True) -> str | None:
-        """The next job to run (a worker holding a ticket); None when nothing is queued."""
+    def pop(self, ticket: str, patient: bool = True) -> str | None:
+        """The next job to run for the worker holding ``ticket`` (a message's task id); None when nothing
+        is queued. When it is another job, the ticket is noted against it, so that a hard stop revokes
+        the task that runs it (revoking the job's own id would drop its ticket and strand a job)."""
         job = self.store.call(lambda: self._pop(keys=[self.base]), patient)
+        if job and job != ticket:
+            self.store.call(lambda: self.store.redis.set(self.ticket_key(str(job)), ticket, ex=86400), patient)
         return str(job) if job else None
+
+    def ticket_key(self, job_id: str) -> str:
+        return f"{self.base}:ticket:{job_id}"
+
+    def task_of(self, job_id: str) -> str:
+        """The Celery task id running ``job_id``: the ticket noted for it, else its own."""
+        ticket = self.store.call(lambda: self.store.redis.get(self.ticket_key(job_id)))
+        return str(ticket) if ticket else job_id
 
     def remove(self, job_id: str) -> bool:
         return bool(self.store.call(lambda: self._remove(keys=[self.base], args=[job_id])))

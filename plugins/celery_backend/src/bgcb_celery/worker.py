@@ -55,7 +55,7 @@ def run_job(job_id: str, *legacy: Any, store: str = "", job: str | None = None, 
     """
     runner = _runner_for(store, job_id)
     if ordered:
-        chosen = runner.next_ordered()
+        chosen = runner.next_ordered(job_id)
         if chosen is None:
             return "nothing to run: every queued job already has a worker"
         if chosen != job_id:
@@ -195,15 +195,15 @@ class JobRunner:
                 del _registry[self.store_id]
         self.heart.close()
 
-    def next_ordered(self) -> str | None:
-        """The next job in the core's order (a ticket's worker asks); None when none is queued."""
+    def next_ordered(self, ticket: str) -> str | None:
+        """The next job in the core's order (the worker of ``ticket`` asks); None when none is queued."""
         from celery.exceptions import Reject
 
         order = self.store.places.order
         if order is None:
             return None
         try:
-            return order.pop()
+            return order.pop(ticket)
         except StoreUnavailable as exc:
             log.error("bgcb-celery: cannot take the next job (%s); returning the ticket to the queue", exc)
             raise Reject(str(exc), requeue=True) from exc
