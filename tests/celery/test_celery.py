@@ -46,7 +46,8 @@ def test_finished_jobs_cost_no_broadcast_and_few_commands(client: DashClient, re
     def calls() -> dict[str, int]:
         return {k: v["calls"] for k, v in redis_client.info("commandstats").items()}
 
-    client.run([("quick-out", "children")], [("quick-btn", "n_clicks", 1)])  # warm: scripts loaded
+    for n in range(3):  # warm: every script a job and its polls use is loaded (a load mid-count skews it)
+        client.run([("quick-out", "children")], [("quick-btn", "n_clicks", n)], interval=0.1)
     before = calls()
     polls, jobs = 0, 5
     for n in range(jobs):
@@ -57,8 +58,11 @@ def test_finished_jobs_cost_no_broadcast_and_few_commands(client: DashClient, re
     # Two state changes per job (claim, end), each one script call; beside them: the queue-place script of a
     # poll that found its job queued (one LLEN each), a retry after a script load, and at most one read script
     # per poll after a job's first (a job seen running is read in one call). The worker reads no job back.
+    # The broker is this Redis too: kombu's own calls land in the same counts now and then (a pipeline that
+    # checks its scripts with SCRIPT EXISTS); up to two of them are allowed for when that shows.
     scripts = delta.get("cmdstat_evalsha", 0) - delta.get("cmdstat_llen", 0) - delta.get("cmdstat_script|load", 0)
-    assert 2 * jobs <= scripts <= 2 * jobs + (polls - jobs), f"{jobs} jobs, {polls} polls: {delta}"
+    others = 2 if delta.get("cmdstat_script|exists") else 0
+    assert 2 * jobs <= scripts <= 2 * jobs + (polls - jobs) + others, f"{jobs} jobs, {polls} polls: {delta}"
     assert delta.get("cmdstat_hget", 0) + delta.get("cmdstat_hmget", 0) == 0, delta
     # Only polls of a running job pop updates: a finished job that left none is read without LPOP.
     assert delta.get("cmdstat_lpop", 0) <= polls - jobs, f"{polls} polls, {jobs} jobs: {delta}"
