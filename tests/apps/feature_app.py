@@ -26,6 +26,8 @@ keep_manager = bgcb.manager(on_retrigger="keep", **HELD)
 #: At most one held request at a time: the rest fall back to plain polling.
 bounded_manager = bgcb.manager(hold_max=1, **HELD)
 #: A queued job's place and estimated wait show in "wait-status" at each poll.
+#: A job whose page stops polling for 2 s is cancelled (a queued one never starts).
+abandon_manager = bgcb.manager(abandon_after=2, **HELD)
 #: Who submitted a job: the X-Bgcb-User header of the request.
 waiting_manager = bgcb.manager(
     on_retrigger="keep", waiting=Output("wait-status", "children"), owner=bgcb.owner_header("X-Bgcb-User"), **HELD
@@ -104,8 +106,27 @@ app.layout = html.Div(
         html.Div(id="wait-out"),
         html.Div(id="wait-progress"),
         html.Div(id="wait-status"),
+        html.Button("abandon", id="abandon-btn"),
+        html.Div(id="abandon-out"),
+        html.Div(id="abandon-progress"),
     ]
 )
+
+
+@dash.callback(
+    Output("abandon-out", "children"),
+    Input("abandon-btn", "n_clicks"),
+    background=True,
+    progress=Output("abandon-progress", "children"),
+    manager=abandon_manager,
+    prevent_initial_call=True,
+)
+def abandonable(set_progress, n_clicks):
+    """Runs n_clicks tenths of a second, reporting progress (so a cancel stops it on every backend)."""
+    for step in range(n_clicks):
+        set_progress(str(step))
+        time.sleep(0.1)
+    return f"ran {n_clicks}"
 
 
 @dash.callback(

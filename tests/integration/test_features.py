@@ -348,3 +348,52 @@ def test_owners_take_turns_in_the_queue(live_server, feature_app) -> None:
     finally:
         for job in alice:
             backend.cancel(job)
+
+
+def test_a_closed_pages_jobs_are_cancelled(client: DashClient, feature_app) -> None:
+    """``abandon_after=2``: a job whose page stopped polling is cancelled: a queued one never starts,
+    a running one ends within abandon_after + 2 s of the last poll."""
+    from bgcb.jobs import State
+
+    backend = feature_app.abandon_manager.backend
+    outputs = [("abandon-out", "children")]
+
+    def inputs(tenths: int) -> list:
+        return [("abandon-btn", "n_clicks", tenths)]
+
+    handles = client.start(outputs, inputs(300))  # 30 s, polled once, then the page goes away
+    running = handles["job"].split("~")[0]
+    deadline = time.monotonic() + 20
+    while backend.status(running).state is State.QUEUED:
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.05)
+    client.poll(handles, outputs, inputs(300))
+    last_poll = time.monotonic()
+    while backend.status(running).state is State.RUNNING:
+        assert time.monotonic() - last_poll < 2 + 2 + 5, "the abandoned running job was not cancelled"
+        time.sleep(0.1)
+    took = time.monotonic() - last_poll
+    print(f"abandoned running job cancelled {took:.1f} s after its page's last poll (abandon_after 2 s)")
+    assert backend.status(running).state is State.CANCELLED and took <= 2 + 2, took
+
+    busy = []
+    probe = None
+    try:
+        for _ in range(32):  # every worker busy (their pages keep polling: waiting_manager abandons after 120 s)
+            h = client.start([("wait-out", "children")], [("wait-btn", "n_clicks", 600)])
+            busy.append(h["job"].split("~")[0])
+            time.sleep(0.3)
+            if backend.status(busy[-1]).state is State.QUEUED:
+                break
+        probe = client.start(outputs, inputs(1))["job"].split("~")[0]
+        assert backend.status(probe).state is State.QUEUED
+        time.sleep(2.5)  # its page is gone: no poll for longer than abandon_after
+    finally:
+        for job in busy:
+            backend.cancel(job)
+    status = backend.status(probe)
+    deadline = time.monotonic() + 20
+    while status.state is State.QUEUED and time.monotonic() < deadline:
+        time.sleep(0.1)
+        status = backend.status(probe)
+    assert status.state is State.CANCELLED and status.started_at is None, status

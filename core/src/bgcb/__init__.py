@@ -60,6 +60,7 @@ def manager(
     waiting_text: str | Callable[[Waiting], Any] | None = None,
     owner: Callable[[], Any] | None = None,
     priority: int = 0,
+    abandon_after: float | None = None,
     **options: Any,
 ) -> Any:
     """A Dash background-callback manager on the backend named ``backend``.
@@ -83,7 +84,9 @@ def manager(
     ``bgcb jobs`` and the job's status show it, and owners take turns in the
     queue (one owner's burst delays another's job by at most one job per
     worker). ``priority`` (-1000 to 1000, default 0): jobs of a higher
-    priority start before queued jobs of a lower one.
+    priority start before queued jobs of a lower one. ``abandon_after``
+    (seconds; None: the backend's setting, 120 by default; 0: never): a job
+    whose page stopped polling that long is cancelled (a queued one never starts).
     Other keyword arguments are the backend's options (``bgcb backends``).
     """
     from . import defaults
@@ -103,6 +106,7 @@ def manager(
         waiting_text=WAITING_TEXT if waiting_text is None else waiting_text,
         owner=owner,
         priority=priority,
+        abandon_after=abandon_after,
     )
 
 

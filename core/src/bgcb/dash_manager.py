@@ -88,6 +88,7 @@ class DashManager(compat.BaseManager):
         waiting_text: str | Callable[[Waiting], Any] = WAITING_TEXT,
         owner: Callable[[], Any] | None = None,
         priority: int = 0,
+        abandon_after: float | None = None,
     ) -> None:
         from .errors import ConfigurationError
 
@@ -111,8 +112,12 @@ class DashManager(compat.BaseManager):
             raise ConfigurationError(
                 f"bgcb: priority={priority!r}; give a whole number from -1000 to 1000 (higher starts first)."
             )
+        if abandon_after is not None and (not isinstance(abandon_after, (int, float)) or abandon_after < 0):
+            raise ConfigurationError(f"bgcb: abandon_after={abandon_after!r}; give seconds >= 0 (0: never), or None.")
         self.owner = owner
         self.priority = priority
+        #: Seconds its page may stay silent before a job is cancelled (None: the backend's setting).
+        self.abandon_after = None if abandon_after is None else float(abandon_after)
         if owner is not None:
             backend.order_jobs("owner=")
         if priority:
@@ -174,6 +179,7 @@ class DashManager(compat.BaseManager):
             cache_expire=self.expire,
             owner=self._owner(),
             priority=self.priority,
+            abandon_after=self.abandon_after,
         )
         if visit is not None and visit.defer:
             queued = self.backend.prepare(job)

@@ -1,6 +1,6 @@
 """Named defaults of the core, in one place.
 
-The first four are the core's lifecycle options: every backend accepts them
+The first five are the core's lifecycle options: every backend accepts them
 (``bgcb.manager(result_ttl=...)`` or ``BGCB_<BACKEND>_RESULT_TTL``).
 """
 
@@ -16,6 +16,10 @@ CANCEL_GRACE = 0.5
 #: fails with a message that says what to start (0: wait for ever). Longer than a worker restart,
 #: about as long as a person watches a bar that does not move.
 NO_WORKER_AFTER = 30.0
+#: Seconds a job's page may stay silent (no poll) before the job is cancelled as abandoned (0: never).
+#: Longer than a live page's longest silence: a held poll, or a background tab's throttled timers
+#: (about one a minute in Chrome). See :mod:`bgcb.abandon`.
+ABANDON_AFTER = 120.0
 
 #: The core's lifecycle options and their defaults, added to every backend's own.
 LIFECYCLE_OPTIONS: dict[str, float] = {
@@ -23,6 +27,7 @@ LIFECYCLE_OPTIONS: dict[str, float] = {
     "job_ttl": JOB_TTL,
     "cancel_grace": CANCEL_GRACE,
     "no_worker_after": NO_WORKER_AFTER,
+    "abandon_after": ABANDON_AFTER,
 }
 
 #: Seconds the worker's channel trusts a state it read before reading it again

@@ -331,6 +331,25 @@ class BackendSpec(ContractOneSpec):
         """
 
     @hookspec(firstresult=True)
+    def bgcb_touch(self, job_id: str, ttl: float) -> None:
+        """Optional (with :meth:`bgcb_seen`): note that a browser polled ``job_id`` now.
+
+        Called by the core in the web process, at most every quarter of
+        ``abandon_after`` per job and process, so keep it one cheap write
+        (a key with ``ttl``, a field of the record). Backends without the
+        pair never cancel abandoned jobs.
+        """
+
+    @hookspec(firstresult=True)
+    def bgcb_seen(self, job_id: str) -> float | None:
+        """Optional: when :meth:`bgcb_touch` last noted a poll of ``job_id`` (seconds since the epoch), or None.
+
+        Called by the core in the worker: when it takes a job that waited
+        longer than ``abandon_after`` (a queued job whose page is gone is
+        cancelled, not run), and every few seconds while a job runs past it.
+        """
+
+    @hookspec(firstresult=True)
     def bgcb_capacity(self) -> int | None:
         """Optional: how many jobs the backend's workers run at once now (None: cannot tell).
 

@@ -103,6 +103,8 @@ class Job:
     owner: str | None = None
     #: Higher starts first (``bgcb.manager(priority=...)``).
     priority: int = 0
+    #: Seconds its page may stay silent before the job is cancelled as abandoned (None: never).
+    abandon_after: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return _fields(self)
@@ -194,6 +196,8 @@ class Status:
     callback: str | None = None
     #: Who submitted the job (``bgcb.manager(owner=...)``), when known.
     owner: str | None = None
+    #: Seconds its page may stay silent before the job is cancelled as abandoned (None: never).
+    abandon_after: float | None = None
 
     @classmethod
     def unknown(cls) -> Status:
@@ -214,6 +218,7 @@ class Status:
             data.get("finished_at"),
             data.get("callback"),
             data.get("owner"),
+            data.get("abandon_after"),
         )
 
 

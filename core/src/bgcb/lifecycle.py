@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from . import defaults, joblog, observers
+from .abandon import Abandonment
 from .channel import StoreChannel
 from .jobs import Job, Outcome, Snapshot, State, Status, is_job_id, new_job_id
 from .record import Data, Stored, decode_updates, dumps, loads
@@ -91,6 +92,8 @@ class Lifecycle:
             "bgcb_wait",
             "bgcb_capacity",
             "bgcb_capabilities",
+            "bgcb_touch",
+            "bgcb_seen",
         )
         self._has = {h: bool(getattr(hook, h).get_hookimpls()) for h in optional}
         #: Run times of the jobs this process saw end, per callback: they estimate a queued job's wait.
@@ -100,6 +103,7 @@ class Lifecycle:
         #: is queued with its lane and priority; else the backend may keep plain first in first out.
         self.ordered = False
         self._capabilities: set[str] | None = None
+        self.abandonment = Abandonment(self)
 
     def capabilities(self) -> set[str]:
         """What the backend declares it provides (``bgcb_capabilities``), asked once."""
@@ -132,7 +136,13 @@ class Lifecycle:
 
     def prepare(self, job: Job) -> Queued:
         """Mint the id and encode ``job`` (no I/O): on async servers :meth:`enqueue` then runs off the event loop."""
-        data = Data(submitted_at=job.submitted_at, timeout=job.timeout, callback=job.callback, owner=job.owner)
+        data = Data(
+            submitted_at=job.submitted_at,
+            timeout=job.timeout,
+            callback=job.callback,
+            owner=job.owner,
+            abandon_after=self.abandonment.after_for(job),
+        )
         return Queued(new_job_id(), job, dumps(job.to_json()), data.encode())
 
     def enqueue(self, queued: Queued) -> None:
@@ -146,7 +156,9 @@ class Lifecycle:
 
     def poll(self, job_id: str) -> Snapshot:
         """Everything one browser poll needs, in one backend read; delivers pending updates."""
-        return self._snapshot(job_id, drain=True)
+        snap = self._snapshot(job_id, drain=True)
+        self.abandonment.polled(job_id, snap.status)  # someone still watches it
+        return snap
 
     def status(self, job_id: str) -> Status:
         return self._snapshot(job_id, drain=False).status
@@ -276,16 +288,25 @@ class Lifecycle:
         if payload is None:
             return None
         job = Job.from_json(loads(payload))
+        if self.abandonment.abandoned(job_id, job):
+            self.abandonment.end(job_id, job, running=False)
+            return None
         now = time.time()
         deadline = now + job.timeout if job.timeout else None
         data = Data(
             job.submitted_at, now, None, deadline, job.timeout, worker_name(), None, job.progress or None, job.callback, job.owner
         )
+        data.abandon_after = self.abandonment.after_for(job)
         if not self._cas(job_id, State.QUEUED.value, State.RUNNING, data):
             return None  # cancelled (or declared lost) before it started
         observers.started(job_id, job)
         clock = time.monotonic()
-        outcome = run(job, StoreChannel(self, job_id), stop_errors=stop_errors)
+        watching = self.abandonment.watch(job_id, job)
+        try:
+            outcome = run(job, StoreChannel(self, job_id), stop_errors=stop_errors)
+        finally:
+            if watching is not None:
+                watching.set()
         try:
             final = data.ended(outcome).encode()  # the outcome is encoded once, here
         except (TypeError, ValueError) as exc:

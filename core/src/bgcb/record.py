@@ -65,6 +65,8 @@ class Data:
     callback: str | None = None
     #: Who submitted it (``bgcb.manager(owner=...)``).
     owner: str | None = None
+    #: Seconds of silence from its page after which it is cancelled as abandoned (None: never).
+    abandon_after: float | None = None
 
     def encode(self) -> str:
         return dumps({k: v for k, v in vars(self).items() if v is not None})
@@ -80,7 +82,9 @@ class Data:
 
     def status(self, state: State, position: int | None = None) -> Status:
         place = position if state is State.QUEUED else None
-        return Status(state, place, self.submitted_at, self.started_at, self.finished_at, self.callback, self.owner)
+        return Status(
+            state, place, self.submitted_at, self.started_at, self.finished_at, self.callback, self.owner, self.abandon_after
+        )
 
     @property
     def result(self) -> Outcome | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -243,6 +244,15 @@ class CeleryBackend:
         self.store.append(job_id, update, ttl)
 
     # -- stop ---------------------------------------------------------------------------------------
+
+    @hookimpl
+    def bgcb_touch(self, job_id: str, ttl: float) -> None:
+        self.store.call(lambda: self.store.redis.set(self.store.keys.seen(job_id), repr(time.time()), px=int(ttl * 1000)))
+
+    @hookimpl
+    def bgcb_seen(self, job_id: str) -> float | None:
+        text = self.store.call(lambda: self.store.redis.get(self.store.keys.seen(job_id)), self._patient(job_id))
+        return float(text) if text else None
 
     @hookimpl
     def bgcb_capabilities(self) -> list[str]:

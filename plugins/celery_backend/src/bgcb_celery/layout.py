@@ -25,6 +25,10 @@ class Keys:
     def upd(self, job_id: str) -> str:
         return f"{self.prefix}:upd:{job_id}"
 
+    def seen(self, job_id: str) -> str:
+        """When a browser last polled the job (seconds since the epoch), for abandoned jobs."""
+        return f"{self.prefix}:seen:{job_id}"
+
     def worker(self, name: str) -> str:
         return f"{self.prefix}:worker:{name}"
 

@@ -269,6 +269,14 @@ class DiskcacheBackend:
         return self.bell.wait(job_id, seconds) if self.bell is not None else None
 
     @hookimpl
+    def bgcb_touch(self, job_id: str, ttl: float) -> None:
+        self.store.touch(job_id, ttl)
+
+    @hookimpl
+    def bgcb_seen(self, job_id: str) -> float | None:
+        return self.store.seen(job_id)
+
+    @hookimpl
     def bgcb_capabilities(self) -> list[str]:
         return ["ordering"]
 

@@ -17,6 +17,7 @@ Keys::
                each claimed job, for the supervisor
     c:<key>    an outcome kept for cache_by reuse, with its own expiry
     secret     Dash 4.4's handle-signing secret (bytes; first writer wins)
+    s:<id>     when a browser last polled the job (for abandoned jobs)
     pool       the supervisor's heartbeat {"pid", "beat", "workers", "owner"} (owner: the portable lock's lease)
 
 A value bgcb cannot have written (a planted pickle, bytes that are not JSON,
@@ -349,6 +350,12 @@ class Store:
         with self.cache.transact(retry=True):
             if owner is None or (self.pool() or {}).get("owner") == owner:
                 self.cache.delete(POOL)
+
+    def touch(self, job_id: str, ttl: float) -> None:
+        self._set("s:" + job_id, time.time(), expire=ttl)
+
+    def seen(self, job_id: str) -> float | None:
+        return self._get("s:" + job_id, None, float)
 
     def cleanup(self) -> int:
         """Delete expired records and cached outcomes; return how many."""

@@ -45,6 +45,7 @@ class TestingBackend:
         self._lock = threading.Condition()
         self._records: dict[str, _Record] = {}
         self._cache: dict[str, tuple[str, float]] = {}
+        self._polled: dict[str, float] = {}  # job id -> when a browser last polled it
         self._queue = FairQueue()  # the core's order: priorities, owners' turns, first in first out
         self._threads: list[threading.Thread] = []
         self._secret: bytes | None = None
@@ -64,6 +65,16 @@ class TestingBackend:
             thread = threading.Thread(target=self._work, args=(jobs,), name=f"bgcb-testing-{i}", daemon=True)
             thread.start()
             self._threads.append(thread)
+
+    @hookimpl
+    def bgcb_touch(self, job_id: str) -> None:
+        with self._lock:
+            self._polled[job_id] = time.time()
+
+    @hookimpl
+    def bgcb_seen(self, job_id: str) -> float | None:
+        with self._lock:
+            return self._polled.get(job_id)
 
     @hookimpl
     def bgcb_capabilities(self) -> list[str]:
