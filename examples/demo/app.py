@@ -15,8 +15,9 @@ from __future__ import annotations
 import os
 import time
 
+import dash
 import plotly.graph_objects as go
-from dash import Dash, Input, Output, callback, dcc, html, set_props
+from dash import Dash, Input, Output, State, callback, dcc, html, set_props
 
 import bgcb
 
@@ -24,7 +25,13 @@ import bgcb
 # so that several clicks queue several jobs instead of cancelling the last,
 # and shows a waiting job's place and estimated wait in "queue-wait".
 manager = bgcb.manager()
-queue_manager = bgcb.manager(on_retrigger="keep", waiting=Output("queue-wait", "children"))
+queue_manager = bgcb.manager(
+    on_retrigger="keep",
+    waiting=Output("queue-wait", "children"),
+    # Who clicks: two simulated users (the radio buttons); a real app reads its login here
+    # (bgcb.owner_header("X-Forwarded-User"), a session value). Owners take turns in the queue.
+    owner=lambda: dash.callback_context.states.get("queue-user.value"),
+)
 
 # DEMO_SERVER=fastapi or quart serves the demo on Dash 4.4's other servers (pip install "dash[fastapi]").
 SERVER = os.environ.get("DEMO_SERVER", "flask")
@@ -94,7 +101,9 @@ app.layout = html.Div(
         card(
             "Queue",
             "Each click queues a 4 s job; with every worker busy, later jobs wait their turn (FIFO). While the "
-            "page's job waits it shows its place and an estimated wait (bgcb.manager(waiting=...)); then its progress.",
+            "page's job waits it shows its place and an estimated wait (bgcb.manager(waiting=...)); then its progress. "
+            "Jobs of two users take turns: queue a few as Alice, then one as Bob, and Bob's starts next.",
+            dcc.RadioItems(["Alice", "Bob"], "Alice", id="queue-user", inline=True, style={"marginBottom": 6}),
             html.Button("Queue a job", id="queue-btn"),
             html.Span(id="queue-wait", style={"marginLeft": 12}),
             html.Progress(id="queue-progress", value="0", max="8", style={"marginLeft": 12, "width": 160}),
@@ -190,17 +199,18 @@ def progress_graph(set_progress, n_clicks):
 @callback(
     Output("queue-out", "children"),
     Input("queue-btn", "n_clicks"),
+    State("queue-user", "value"),
     background=True,
     manager=queue_manager,
     progress=Output("queue-progress", "value"),
     progress_default="0",
     prevent_initial_call=True,
 )
-def queued_job(set_progress, n_clicks):
+def queued_job(set_progress, n_clicks, user):
     for step in range(1, 9):
         time.sleep(0.5)
         set_progress(str(step))
-    return f"Job {n_clicks} done"
+    return f"Job {n_clicks} done ({user})"
 
 
 def show_error(err):
@@ -225,13 +235,14 @@ def show_queue(_):
     """The backend's jobs with their state and place in the queue (``bgcb jobs``)."""
     listing = manager.backend.jobs() or []
     now = time.time()
-    rows = [html.Tr([html.Th("job"), html.Th("state"), html.Th("queue position"), html.Th("age")])]
+    rows = [html.Tr([html.Th("job"), html.Th("owner"), html.Th("state"), html.Th("queue position"), html.Th("age")])]
     for job_id, status in listing:
         position = "" if status.position is None else f"#{status.position + 1}"
         age = f"{now - (status.submitted_at or now):.1f} s"
-        rows.append(html.Tr([html.Td(job_id[:8] + "…"), html.Td(status.state.value), html.Td(position), html.Td(age)]))
+        cells = [job_id[:8] + "…", status.owner or "", status.state.value, position, age]
+        rows.append(html.Tr([html.Td(cell) for cell in cells]))
     if len(rows) == 1:
-        rows.append(html.Tr([html.Td("(no jobs queued or running)", colSpan=4)]))
+        rows.append(html.Tr([html.Td("(no jobs queued or running)", colSpan=5)]))
     return rows
 
 

@@ -217,7 +217,7 @@ def test_running_state_progress_graph_error_and_queue(demo, browser) -> None:
 
     queue = browser.find_element(By.ID, "queue-btn")
     queue.click()  # one job first: its run time is what estimates a waiting job's wait
-    wait_for(lambda: _text(browser, "queue-out") == "Job 1 done", 30, "the first queue job", interval=0.1)
+    wait_for(lambda: _text(browser, "queue-out") == "Job 1 done (Alice)", 30, "the first queue job", interval=0.1)
     clicked = time.monotonic()
     for _ in range(3):  # three 4 s jobs on two workers: the third (the one the page polls) waits
         queue.click()
@@ -231,14 +231,14 @@ def test_running_state_progress_graph_error_and_queue(demo, browser) -> None:
     wait_for(placed, 5, "the waiting job's place and estimated wait on its page", interval=0.05)
     shown = time.monotonic() - clicked
     table = _text(browser, "queue-table")
-    assert "queued" in table and "#1" in table, f"the queue table lists the waiting job: {table}"
+    assert "queued" in table and "#1" in table and "Alice" in table, f"the queue table lists the waiting job: {table}"
 
     def running() -> bool:
         value = browser.find_element(By.ID, "queue-progress").get_attribute("value")
         return _text(browser, "queue-wait") == "" and value not in (None, "", "0")
 
     wait_for(running, 20, "the running display (progress, no place) once the job starts", interval=0.05)
-    wait_for(lambda: _text(browser, "queue-out") == "Job 4 done", 30, "the queued job to end", interval=0.1)
+    wait_for(lambda: _text(browser, "queue-out") == "Job 4 done (Alice)", 30, "the queued job to end", interval=0.1)
     print(
         f"{backend}: running state, graph ({len(seen)} redraws), error and queue all seen; "
         f"the waiting job's page showed {places[-1]!r} {shown:.1f} s after the clicks"

@@ -161,3 +161,41 @@ class EndingChecks:
             "supervisor calls jobs.lost (see hookspecs.BackendSpec.bgcb_read, bgcb_configure)."
         )
         kit.events.expect(job_id, State.LOST, started=None, ended_here=False)
+
+    # -- abandoned jobs (optional hooks bgcb_touch and bgcb_seen) ---------------------------------------
+
+    def _abandoning(self, kit: Kit) -> None:
+        if not (kit.has_hook("bgcb_touch") and kit.has_hook("bgcb_seen")):
+            pytest.skip(
+                "the backend does not implement bgcb_touch and bgcb_seen: jobs whose page stopped polling are "
+                "never cancelled as abandoned"
+            )
+
+    def test_an_abandoned_running_job_is_cancelled(self, kit: Kit) -> None:
+        self._abandoning(kit)
+        job_id = kit.submit("sleep", {"seconds": 20, "tick": 0.05}, abandon_after=1.5)
+        deadline = time.monotonic() + kit.config.job_timeout
+        while kit.backend.poll(job_id).status.state is State.QUEUED:  # its page polls until it starts...
+            assert time.monotonic() < deadline, "the job never started"
+            time.sleep(0.2)
+        status = kit.wait(job_id, timeout=1.5 + 4)  # ...then goes away
+        assert status.state is State.CANCELLED, (
+            f"a running job nobody polled for abandon_after (1.5 s) ended {status.state.value}, not cancelled: "
+            "bgcb_seen must return when bgcb_touch last noted a poll (None: never), and the core's watch in the "
+            "worker cancels it (see hookspecs.BackendSpec.bgcb_seen)."
+        )
+
+    def test_an_abandoned_queued_job_never_starts(self, kit: Kit) -> None:
+        self._abandoning(kit)
+        if not kit.workers:
+            pytest.skip("the backend declares no concurrency bound (KitConfig.workers): a queued job cannot be forced")
+        kit.fill(2.5)
+        job_id = kit.submit("sleep", {"seconds": 0.1, "tick": 0.05}, abandon_after=1.0)
+        for _ in range(3):  # a page polling keeps it: the core notes the polls with bgcb_touch
+            kit.backend.poll(job_id)
+            time.sleep(0.3)
+        status = kit.wait(job_id)
+        assert status.state is State.CANCELLED and status.started_at is None, (
+            f"a queued job whose page stopped polling ended {status.state.value} (started at {status.started_at}): "
+            "once its page is silent for abandon_after it must never start (see hookspecs.BackendSpec.bgcb_touch)."
+        )
