@@ -122,11 +122,15 @@ app.layout = html.Div(
     prevent_initial_call=True,
 )
 def abandonable(set_progress, n_clicks):
-    """Runs n_clicks tenths of a second, reporting progress (so a cancel stops it on every backend)."""
-    for step in range(n_clicks):
+    _tenths(set_progress, n_clicks)
+    return f"ran {n_clicks}"
+
+
+def _tenths(set_progress, count: int) -> None:
+    """Run ``count`` tenths of a second, reporting progress (so a cancel stops it on every backend)."""
+    for step in range(count):
         set_progress(str(step))
         time.sleep(0.1)
-    return f"ran {n_clicks}"
 
 
 @dash.callback(
@@ -138,10 +142,7 @@ def abandonable(set_progress, n_clicks):
     prevent_initial_call=True,
 )
 def waits(set_progress, n_clicks):
-    """Runs n_clicks tenths of a second, reporting progress (so a cancel stops it on every backend)."""
-    for step in range(n_clicks):
-        set_progress(str(step))
-        time.sleep(0.1)
+    _tenths(set_progress, n_clicks)
     return f"waited {n_clicks}"
 
 

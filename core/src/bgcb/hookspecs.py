@@ -67,10 +67,10 @@ import pluggy
 
 from .hookspecs_v1 import V1_HOOKS as V1_HOOKS
 from .hookspecs_v1 import ContractOneSpec
+from .observer_specs import ObserverSpec as ObserverSpec
 
 if TYPE_CHECKING:
     from .checks import Check
-    from .jobs import Job, Outcome, State
     from .lifecycle import Lifecycle
     from .record import Stored
 
@@ -360,30 +360,3 @@ class BackendSpec(ContractOneSpec):
         heartbeat, a registry), not from a configured guess; None makes the
         core assume one job at a time.
         """
-
-
-class ObserverSpec:
-    """Hooks of an observer; every installed observer hears every event."""
-
-    @hookspec
-    def bgcb_job_submitted(self, job_id: str, job: Job) -> None:
-        """A job was queued. Called in the web process, once per job, after the backend stored it."""
-
-    @hookspec
-    def bgcb_job_started(self, job_id: str, job: Job) -> None:
-        """A worker claimed the job and starts running it. Called in the worker, at most once per job."""
-
-    @hookspec
-    def bgcb_job_finished(self, job_id: str, job: Job, outcome: Outcome, state: State, seconds: float) -> None:
-        """The job reached its terminal ``state`` with ``outcome``. Called exactly once per job that ended.
-
-        ``state`` is succeeded, failed, cancelled, timed_out or lost;
-        ``seconds`` is how long it ran (0 if it never started). Called in the
-        process whose compare-and-set made the job terminal: the worker, the
-        web process that cancelled it or saw it overdue or its worker gone,
-        or a backend's supervisor that saw the worker die.
-        """
-
-    @hookspec
-    def bgcb_job_cancelled(self, job_id: str, job: Job) -> None:
-        """A cancel ended the job (before ``bgcb_job_finished`` for it). Called in the web process, once."""

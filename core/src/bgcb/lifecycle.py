@@ -27,7 +27,7 @@ from .abandon import Abandonment
 from .channel import StoreChannel
 from .jobs import Job, Outcome, Snapshot, State, Status, is_job_id, new_job_id
 from .record import Data, Stored, decode_updates, dumps, loads
-from .waiting import RunTimes
+from .scheduling import Scheduling
 
 ACTIVE = (State.QUEUED.value, State.RUNNING.value)
 
@@ -73,7 +73,7 @@ class Queued(NamedTuple):
     data: str
 
 
-class Lifecycle:
+class Lifecycle(Scheduling):
     """The core's view of one configured backend: jobs in, snapshots out.
 
     Built by :func:`bgcb.provider.load`; ``hook`` is the backend's hook relay.
@@ -96,29 +96,8 @@ class Lifecycle:
             "bgcb_seen",
         )
         self._has = {h: bool(getattr(hook, h).get_hookimpls()) for h in optional}
-        #: Run times of the jobs this process saw end, per callback: they estimate a queued job's wait.
-        self.run_times = RunTimes()
-        self._capacity: tuple[float, int | None] = (float("-inf"), None)
-        #: Whether a manager of this process orders jobs (``owner=`` or ``priority=``): then every job
-        #: is queued with its lane and priority; else the backend may keep plain first in first out.
-        self.ordered = False
-        self._capabilities: set[str] | None = None
+        Scheduling.__init__(self)
         self.abandonment = Abandonment(self)
-
-    def capabilities(self) -> set[str]:
-        """What the backend declares it provides (``bgcb_capabilities``), asked once."""
-        if self._capabilities is None:
-            declared = self.hook.bgcb_capabilities() if self._has["bgcb_capabilities"] else None
-            self._capabilities = set(declared or ())
-        return self._capabilities
-
-    def order_jobs(self, why: str) -> None:
-        """A manager asks for ordering (``why``: its option); warn once if the backend cannot."""
-        if not self.ordered and "ordering" not in self.capabilities():
-            log.warning(
-                "bgcb: backend %r keeps a first-in-first-out queue: %s has no effect on the order jobs start in", self.name, why
-            )
-        self.ordered = True
 
     def _cas(self, job_id: str, expect: str, state: State, data: Data | str) -> bool:
         """The state machine's one write: ``expect`` -> ``state``, with the TTL that state gets."""
@@ -256,21 +235,6 @@ class Lifecycle:
         if not self._has["bgcb_wait"] or not is_job_id(job_id):
             return None
         return self.hook.bgcb_wait(job_id=job_id, seconds=seconds)
-
-    def capacity(self) -> int | None:
-        """How many jobs the backend's workers run at once (``bgcb_capacity``; None: cannot tell), reread at most
-        every ``CAPACITY_FRESH`` seconds."""
-        if not self._has["bgcb_capacity"]:
-            return None
-        at, known = self._capacity
-        if time.monotonic() - at >= defaults.CAPACITY_FRESH:
-            try:
-                known = self.hook.bgcb_capacity()
-            except Exception:
-                log.warning("bgcb: %s could not tell its capacity", self.name, exc_info=True)
-                known = None
-            self._capacity = (time.monotonic(), known)
-        return known
 
     # -- worker side -----------------------------------------------------------
 
