@@ -4,8 +4,8 @@ Each poll tells the backend that someone still watches the job
 (``bgcb_touch``), at most every quarter of ``abandon_after`` per job and web
 process, so that short jobs cost nothing. A queued job whose last poll (or
 its submission) is older than ``abandon_after`` is cancelled instead of
-started; a running one is watched by a thread in its worker and cancelled
-once its page has been silent that long. Both end ``cancelled``, the way a
+started; a running one is watched by one thread per worker process and
+cancelled once its page has been silent that long. Both end ``cancelled``, the way a
 click on a cancel button ends them, and the job log says why.
 
 The default (120 s) outlasts what a live page can do: the renderer's
@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .jobs import Job, Status
@@ -30,6 +31,8 @@ log = logging.getLogger("bgcb.jobs")
 
 #: Jobs whose last touch a web process remembers.
 _REMEMBERED = 4096
+#: Seconds between the worker's looks at its running jobs.
+_WATCH_EVERY = 0.5
 
 
 class Abandonment:
@@ -40,6 +43,9 @@ class Abandonment:
         self.after = float(jobs.settings.get("abandon_after", 0) or 0)
         self._touched: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
+        #: The worker side: jobs running in this process, and the one thread that watches them.
+        self._running: dict[str, Job] = {}
+        self._watcher: threading.Thread | None = None
 
     @property
     def supported(self) -> bool:
@@ -85,23 +91,32 @@ class Abandonment:
             silent = self.after_for(job) or 0.0
             log.info("bgcb: job %s (%s) cancelled %s: its page stopped polling %g s ago", job_id, job.callback, where, silent)
 
-    def watch(self, job_id: str, job: Job) -> threading.Event | None:
-        """In the worker: a thread that cancels the running job once its page is silent for its
-        ``abandon_after``; set the returned event when the job ends."""
-        after = self.after_for(job)
-        if after is None:
+    def watch(self, job_id: str, job: Job) -> Callable[[], None] | None:
+        """In the worker: have the process's one watch thread cancel the running job once its page is
+        silent for its ``abandon_after``; call the returned function when the job ends."""
+        if self.after_for(job) is None:
             return None
-        done = threading.Event()
+        with self._lock:
+            self._running[job_id] = job
+            if self._watcher is None or not self._watcher.is_alive():  # none yet, or a fork left it behind
+                self._watcher = threading.Thread(target=self._watch, name="bgcb-abandon", daemon=True)
+                self._watcher.start()
+        return lambda: self._forget(job_id)
 
-        def check() -> None:
-            pause = max(0.5, min(after / 4, 5.0))
-            while not done.wait(pause):
+    def _forget(self, job_id: str) -> None:
+        with self._lock:
+            self._running.pop(job_id, None)
+
+    def _watch(self) -> None:
+        """Twice a second, look at the running jobs old enough to be abandoned (no I/O for the others)."""
+        while True:
+            time.sleep(_WATCH_EVERY)
+            with self._lock:
+                running = list(self._running.items())
+            for job_id, job in running:
                 try:
                     if self.abandoned(job_id, job):
+                        self._forget(job_id)
                         self.end(job_id, job, running=True)
-                        return
-                except Exception:  # the store is away: the next check retries
+                except Exception:  # the store is away: the next look retries
                     log.debug("bgcb: could not check whether job %s was abandoned", job_id, exc_info=True)
-
-        threading.Thread(target=check, name=f"bgcb-abandon-{job_id[:8]}", daemon=True).start()
-        return done

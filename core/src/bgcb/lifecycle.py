@@ -270,7 +270,7 @@ class Lifecycle(Scheduling):
             outcome = run(job, StoreChannel(self, job_id), stop_errors=stop_errors)
         finally:
             if watching is not None:
-                watching.set()
+                watching()
         try:
             final = data.ended(outcome).encode()  # the outcome is encoded once, here
         except (TypeError, ValueError) as exc:
