@@ -264,7 +264,7 @@ def test_bad_options_say_what_to_do(tmp_path, options, message) -> None:
 
 
 def test_unknown_option_lists_the_known_ones(tmp_path) -> None:
-    with pytest.raises(ConfigurationError, match="Known options: app, autostart, cancel_grace"):
+    with pytest.raises(ConfigurationError, match="Known options: abandon_after, app, autostart, cancel_grace"):
         provider.load("diskcache", fresh=True, directory=str(tmp_path), worker=2)
 
 
