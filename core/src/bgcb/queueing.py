@@ -104,10 +104,15 @@ class FairQueue:
         return self.served.get(_key(priority, lane), -1), lanes[lane][0][3]
 
     def _order(self) -> Iterator[list[Any]]:
-        copy = FairQueue(self.to_json())
-        while copy.entries:
-            job_id = copy.pop()
-            yield next(e for e in self.entries if e[0] == job_id)
+        """What successive pops would give, in one pass: band by band, round after round, the lanes in
+        turn order give one job each (a served lane goes to the end of the rotation)."""
+        for priority in sorted({e[2] for e in self.entries}, reverse=True):
+            lanes = self._lanes(priority)
+            order = sorted(lanes, key=lambda name: self._turn(name, lanes, priority))
+            for k in range(max(len(jobs) for jobs in lanes.values())):
+                for name in order:
+                    if k < len(lanes[name]):
+                        yield lanes[name][k]
 
     def _prune(self) -> None:
         """Forget lanes whose last turn can no longer matter: absent ones served before every present

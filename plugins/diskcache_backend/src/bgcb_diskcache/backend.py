@@ -326,7 +326,7 @@ class DiskcacheBackend:
         fix = "" if writable else "give the user running the app and its workers write access, or choose another directory"
         checks = [Check(writable, f"directory {self.directory} writable", fix)]
         try:
-            queued, running = len(self.store.queue()), len(self.store.running())
+            queued, running = len(self.store.fair()), len(self.store.running())
             checks.append(Check(True, "job store readable", f"{queued} queued, {running} running"))
         except Exception as exc:
             checks.append(Check(False, "job store readable", f"{exc!r}; move the directory away to start afresh"))
