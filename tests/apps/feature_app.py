@@ -32,6 +32,12 @@ abandon_manager = bgcb.manager(abandon_after=2, **HELD)
 waiting_manager = bgcb.manager(
     on_retrigger="keep", waiting=Output("wait-status", "children"), owner=bgcb.owner_header("X-Bgcb-User"), **HELD
 )
+#: Per owner: one job runs at a time and two may wait; a third waiting job is refused (on_error shows why).
+limited_manager = bgcb.manager(
+    owner=bgcb.owner_header("X-Bgcb-User"), max_running_per_owner=1, max_queued_per_owner=2, max_queued=50, **HELD
+)
+#: A job that raised runs again, twice at most, 0.2 s then 0.4 s later.
+retry_manager = bgcb.manager(retries=2, retry_delay=0.2, **HELD)
 
 #: The web server Dash serves the app on (Dash 4.4+): flask (default), fastapi or quart.
 SERVER = os.environ.get("BGCB_TEST_SERVER", "flask")
@@ -106,6 +112,16 @@ app.layout = html.Div(
         html.Div(id="wait-out"),
         html.Div(id="wait-progress"),
         html.Div(id="wait-status"),
+        html.Button("limited", id="limited-btn"),
+        dcc.Input(id="limited-in"),
+        html.Div(id="limited-out"),
+        html.Div(id="limited-progress"),
+        html.Button("flaky", id="flaky-btn"),
+        dcc.Input(id="flaky-in"),
+        html.Div(id="flaky-out"),
+        html.Button("later", id="later-btn"),
+        dcc.Input(id="later-in"),
+        html.Div(id="later-out"),
         html.Button("abandon", id="abandon-btn"),
         html.Div(id="abandon-out"),
         html.Div(id="abandon-progress"),
@@ -380,3 +396,65 @@ def bounded(n_clicks):
 
 if __name__ == "__main__":
     app.run(debug=False)
+
+
+def _limited_error(err):
+    return f"limited: {err}"
+
+
+@dash.callback(
+    Output("limited-out", "children"),
+    Input("limited-btn", "n_clicks"),
+    State("limited-in", "value"),
+    background=True,
+    progress=Output("limited-progress", "children"),
+    manager=limited_manager,
+    on_error=_limited_error,
+    prevent_initial_call=True,
+)
+def limited(set_progress, n_clicks, tenths):
+    _tenths(set_progress, int(tenths or 0))
+    return f"limited {n_clicks}"
+
+
+def _runs(token: str) -> int:
+    """Count this run of the job named ``token`` (a file per token: workers are other processes)."""
+    import tempfile
+
+    path = os.path.join(tempfile.gettempdir(), f"bgcb-test-runs-{token}")
+    with open(path, "a") as f:
+        f.write("x")
+    with open(path) as f:
+        return len(f.read())
+
+
+@dash.callback(
+    Output("flaky-out", "children"),
+    Input("flaky-btn", "n_clicks"),
+    State("flaky-in", "value"),
+    background=True,
+    manager=retry_manager,
+    prevent_initial_call=True,
+)
+def flaky(n_clicks, token):
+    """Fails its first two runs (``retries=2`` runs it a third time)."""
+    run = _runs(token)
+    if run <= 2:
+        raise RuntimeError(f"flaky run {run}")
+    return f"flaky ok on run {run}"
+
+
+@dash.callback(
+    Output("later-out", "children"),
+    Input("later-btn", "n_clicks"),
+    State("later-in", "value"),
+    background=True,
+    prevent_initial_call=True,
+)
+def later(n_clicks, token_and_seconds):
+    """Asks to run again in the given seconds on its first run (``"token:seconds"``)."""
+    token, _, seconds = str(token_and_seconds).partition(":")
+    run = _runs(token)
+    if run == 1:
+        bgcb.retry_later(float(seconds or 1), "not yet")
+    return f"later ok on run {run}"

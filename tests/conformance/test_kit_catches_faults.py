@@ -45,7 +45,7 @@ class DeclaresOrderingKeepsFifo(TestingBackend):
 
     @hookimpl
     def bgcb_enqueue(self, job_id: str, job: str, data: str, ttl: float) -> None:
-        super().bgcb_enqueue(job_id, job, data, ttl, None, None)
+        super().bgcb_enqueue(job_id, job, data, ttl, None, None, None)
 
 
 class MoreThreadsThanPromised(TestingBackend):
@@ -123,7 +123,7 @@ class LoadReencodes(TestingBackend):
 class WaitsForTheJob(TestingBackend):
     @hookimpl
     def bgcb_enqueue(self, job_id: str, job: str, data: str, ttl: float) -> None:
-        super().bgcb_enqueue(job_id, job, data, ttl, None, None)
+        super().bgcb_enqueue(job_id, job, data, ttl, None, None, None)
         deadline = time.monotonic() + 10
         while self._records[job_id].state in ("queued", "running") and time.monotonic() < deadline:
             time.sleep(0.01)  # the web request waits for the job

@@ -83,3 +83,45 @@ def test_between_two_turns_of_a_lane_each_other_lane_has_at_most_one() -> None:
         for start, end in zip(turns, turns[1:], strict=False):
             between = order[start + 1 : end]
             assert all(between.count(other) <= 1 for other in "abcd"), (lane, between)
+
+
+def test_a_lane_at_its_running_cap_is_passed_over_and_keeps_its_places() -> None:
+    q = FairQueue()
+    for n in range(3):
+        q.push(f"a{n}", "alice", 0, 1)
+    q.push("b0", "bob", 0, 1)
+    assert q.pop() == "a0"
+    assert q.pop() == "b0"  # alice has her one job running
+    assert q.pop() is None  # only alice's jobs wait, and her cap is reached
+    assert q.counts("alice") == (2, 2, 1)
+    q.finished("a0")
+    again = FairQueue(json.loads(json.dumps(q.to_json())))  # the running list survives the store
+    assert again.pop() == "a1" and again.pop() is None
+    q.finished("unknown")  # harmless
+
+
+def test_a_capped_band_lets_a_lower_priority_go() -> None:
+    q = FairQueue()
+    q.push("hi0", "x", 5, 1)
+    q.push("hi1", "x", 5, 1)
+    q.push("lo0", "y", 0)
+    assert [q.pop(), q.pop(), q.pop()] == ["hi0", "lo0", None]
+
+
+def test_a_deferred_job_waits_outside_the_order_until_due() -> None:
+    q = FairQueue()
+    q.push("a0", "alice")
+    q.defer("late", 100.0, "bob", 0, None)
+    assert "late" in q and q.position("late") is None and q.ids() == ["a0", "late"]
+    assert q.counts("bob") == (2, 1, 0) and q.next_due() == 100.0
+    assert q.pop(now=50.0) == "a0"
+    assert q.pop(now=50.0) is None
+    again = FairQueue(json.loads(json.dumps(q.to_json())))
+    assert again.pop(now=100.0) == "late" and again.next_due() is None
+
+
+def test_a_deferred_job_cancelled_while_waiting_never_comes_back() -> None:
+    q = FairQueue()
+    q.defer("x", 1.0)
+    assert q.remove("x")
+    assert q.pop(now=5.0) is None and len(q) == 0

@@ -17,7 +17,8 @@ from .contract import BackendPlugin
 from .errors import BackendInvalid, BackendLoadError, BackendNotFound, BgcbError, ConfigurationError
 from .hookspecs import CONTRACT_VERSION, hookimpl
 from .jobs import Job, Outcome, Snapshot, State, Status, new_job_id
-from .record import Stored
+from .record import Counts, Stored
+from .retrying import RetryLater, retry_later
 from .waiting import WAITING_TEXT, Waiting
 
 __version__ = _version("bgcb")  # the file VERSION at the repository root, through the installed metadata
@@ -30,8 +31,10 @@ __all__ = [
     "BgcbError",
     "CONTRACT_VERSION",
     "ConfigurationError",
+    "Counts",
     "Job",
     "Outcome",
+    "RetryLater",
     "Snapshot",
     "State",
     "Status",
@@ -43,6 +46,7 @@ __all__ = [
     "manager",
     "new_job_id",
     "observers",
+    "retry_later",
 ]
 
 
@@ -61,6 +65,11 @@ def manager(
     owner: Callable[[], Any] | None = None,
     priority: int = 0,
     abandon_after: float | None = None,
+    max_queued: int | None = None,
+    max_queued_per_owner: int | None = None,
+    max_running_per_owner: int | None = None,
+    retries: int = 0,
+    retry_delay: float = 1.0,
     **options: Any,
 ) -> Any:
     """A Dash background-callback manager on the backend named ``backend``.
@@ -87,6 +96,14 @@ def manager(
     priority start before queued jobs of a lower one. ``abandon_after``
     (seconds; None: the backend's setting, 120 by default; 0: never): a job
     whose page stopped polling that long is cancelled (a queued one never starts).
+    ``max_queued`` and ``max_queued_per_owner`` (with ``owner``): past that
+    many waiting jobs, a new one is refused at once with an error for
+    ``on_error`` (nothing queued is touched); ``max_running_per_owner``: an
+    owner's further jobs wait their turn while that many run. ``retries``
+    (default 0: jobs run at most once) runs a callback that raised again,
+    ``retry_delay`` seconds later (doubling per retry); a callback may also
+    call :func:`bgcb.retry_later` to be run again later. Neither holds a
+    worker while it waits (docs/waiting.md).
     Other keyword arguments are the backend's options (``bgcb backends``).
     """
     from . import defaults
@@ -107,6 +124,11 @@ def manager(
         owner=owner,
         priority=priority,
         abandon_after=abandon_after,
+        max_queued=max_queued,
+        max_queued_per_owner=max_queued_per_owner,
+        max_running_per_owner=max_running_per_owner,
+        retries=retries,
+        retry_delay=retry_delay,
     )
 
 

@@ -16,6 +16,7 @@ from . import _dash_compat as compat
 from . import defaults, hold, serve
 from .hold import Holding
 from .jobs import Job, Outcome, Snapshot, State, Status, is_job_id
+from .limits import Limits, is_refused, refused_outcome
 from .provider import Backend
 from .waiting import WAITING_TEXT, Waiting, WaitingDisplay
 
@@ -89,8 +90,14 @@ class DashManager(compat.BaseManager):
         owner: Callable[[], Any] | None = None,
         priority: int = 0,
         abandon_after: float | None = None,
+        max_queued: int | None = None,
+        max_queued_per_owner: int | None = None,
+        max_running_per_owner: int | None = None,
+        retries: int = 0,
+        retry_delay: float = 1.0,
     ) -> None:
         from .errors import ConfigurationError
+        from .retrying import check_retries
 
         if on_retrigger not in ("cancel", "keep"):
             raise ConfigurationError(
@@ -114,6 +121,8 @@ class DashManager(compat.BaseManager):
             )
         if abandon_after is not None and (not isinstance(abandon_after, (int, float)) or abandon_after < 0):
             raise ConfigurationError(f"bgcb: abandon_after={abandon_after!r}; give seconds >= 0 (0: never), or None.")
+        self.limits = Limits.of(max_queued, max_queued_per_owner, max_running_per_owner, owner is not None)
+        self.retries, self.retry_delay = check_retries(retries, retry_delay)
         self.owner = owner
         self.priority = priority
         #: Seconds its page may stay silent before a job is cancelled (None: the backend's setting).
@@ -122,6 +131,7 @@ class DashManager(compat.BaseManager):
             backend.order_jobs("owner=")
         if priority:
             backend.order_jobs(f"priority={priority}")
+        backend.expect(self.limits, retries=self.retries)
         self.backend = backend
         self.expire = expire
         self.timeout = timeout
@@ -168,6 +178,13 @@ class DashManager(compat.BaseManager):
             if visit is not None:
                 visit.cached = True
             return CACHED_HANDLE + key[:16]
+        owner = self._owner()
+        if self.limits.on_queue:
+            refused = self.limits.refusal(self.backend.counts(owner or ""), owner)
+            if refused is not None:
+                if visit is not None:
+                    visit.cached = True  # nothing runs: the first answer carries the refusal
+                return refused
         job = Job(
             callback=job_fn.key,
             args=json.loads(json.dumps(args, default=str)) if args is not None else [],
@@ -177,9 +194,12 @@ class DashManager(compat.BaseManager):
             timeout=self.timeout,
             cache=caching,
             cache_expire=self.expire,
-            owner=self._owner(),
+            owner=owner,
             priority=self.priority,
             abandon_after=self.abandon_after,
+            retries=self.retries,
+            retry_delay=self.retry_delay,
+            running_cap=self.limits.running_per_owner,
         )
         if visit is not None and visit.defer:
             queued = self.backend.prepare(job)
@@ -195,8 +215,8 @@ class DashManager(compat.BaseManager):
         return None if who is None or who == "" else str(who)
 
     def owns(self, job: str) -> bool:
-        """Whether ``job`` is a handle of a job this manager submitted (not a cache hit)."""
-        return not job.startswith(CACHED_HANDLE)
+        """Whether ``job`` is a handle of a job this manager submitted (not a cache hit or a refusal)."""
+        return not job.startswith(CACHED_HANDLE) and not is_refused(job)
 
     # -- polls -----------------------------------------------------------------
 
@@ -208,6 +228,8 @@ class DashManager(compat.BaseManager):
             outcome = self.backend.cached(cache_key) if cache_key else None
             state = State.SUCCEEDED if outcome else State.UNKNOWN
             return Snapshot(Status(state), [], outcome)
+        if is_refused(job):
+            return Snapshot(Status(State.FAILED), [], refused_outcome(job))
         visit = hold.current()
         if visit is not None and job in visit.prefetched:
             return visit.prefetched[job]
@@ -260,7 +282,7 @@ class DashManager(compat.BaseManager):
     # -- cancel ----------------------------------------------------------------
 
     def terminate_job(self, job: str | None) -> None:
-        if not job or str(job).startswith(CACHED_HANDLE):
+        if not job or not self.owns(str(job)):
             return
         job = str(job)
         if self.on_retrigger == "keep" and not compat.is_explicit_cancel(job):

@@ -63,3 +63,8 @@ ENV_TRACE = "BGCB_TRACE_HOOKS"
 RUN_TIMES_KEPT = 20
 #: Seconds a backend's reported capacity (``bgcb_capacity``) is reused before it is asked again.
 CAPACITY_FRESH = 5.0
+
+#: The longest ``bgcb.retry_later`` may ask to wait (seconds): well inside a queued record's ``job_ttl`` (a day).
+RETRY_LATER_MAX = 3600.0
+#: The longest wait between a failed run and the next (``retries=``; the delay doubles per retry up to this).
+RETRY_DELAY_MAX = 300.0

@@ -65,6 +65,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pluggy
 
+from .hookspecs_queue import QueueSpec
 from .hookspecs_v1 import V1_HOOKS as V1_HOOKS
 from .hookspecs_v1 import ContractOneSpec
 from .observer_specs import ObserverSpec as ObserverSpec
@@ -91,10 +92,12 @@ PAIRS = (("bgcb_cache_put", "bgcb_cache_get"),)
 Role = Literal["web", "worker", "cli"]
 
 
-class BackendSpec(ContractOneSpec):
+class BackendSpec(QueueSpec, ContractOneSpec):
     """Hooks of a backend. All are ``firstresult``: one backend per plugin manager.
 
-    The deprecated hooks of contract 1 are inherited from :class:`~bgcb.hookspecs_v1.ContractOneSpec`."""
+    The optional hooks of the queue's order, limits and deferral are inherited from
+    :class:`~bgcb.hookspecs_queue.QueueSpec`; the deprecated hooks of contract 1 from
+    :class:`~bgcb.hookspecs_v1.ContractOneSpec`."""
 
     # -- configuration and life ------------------------------------------------
 
@@ -151,7 +154,15 @@ class BackendSpec(ContractOneSpec):
 
     @hookspec(firstresult=True)
     def bgcb_enqueue(
-        self, job_id: str, job: str, data: str, timeout: float | None, ttl: float, lane: str | None, priority: int | None
+        self,
+        job_id: str,
+        job: str,
+        data: str,
+        timeout: float | None,
+        ttl: float,
+        lane: str | None,
+        priority: int | None,
+        cap: int | None,
     ) -> None:
         """Store a new record in state ``"queued"`` and queue ``job_id``.
 
@@ -172,6 +183,12 @@ class BackendSpec(ContractOneSpec):
             plain first in first out is right.
         :param priority: the job's priority (higher starts first), or None
             with ``lane=None``.
+        :param cap: how many jobs of ``lane`` may run at once
+            (``max_running_per_owner``), or None for no limit. While that many
+            of its jobs run, the lane is passed over and its jobs keep their
+            places (:meth:`bgcb.queueing.FairQueue.pop` with the running
+            counts); a backend without ``"running_limits"`` in
+            :meth:`bgcb_capabilities` ignores it.
 
         The queue serves jobs in the order of :class:`bgcb.queueing.FairQueue`
         (higher priority first; within a priority, owners' lanes take turns;
@@ -316,47 +333,4 @@ class BackendSpec(ContractOneSpec):
         listening before the core's next read. Return None when it cannot
         wait here: the core then reads on its own schedule, as it does for
         a backend without this hook.
-        """
-
-    @hookspec(firstresult=True)
-    def bgcb_capabilities(self) -> Sequence[str] | None:
-        """Optional: the optional behaviours this backend provides, by name.
-
-        Called by the core once, when the backend is configured, and by the
-        conformance kit, which skips (saying so) the checks of a behaviour
-        not listed. Names: ``"ordering"`` (the queue follows ``lane`` and
-        ``priority`` of :meth:`bgcb_enqueue`, and positions count in that
-        order). A backend without this hook provides none of them; the core
-        then warns when a manager asks for one (``owner=`` or ``priority=``).
-        """
-
-    @hookspec(firstresult=True)
-    def bgcb_touch(self, job_id: str, ttl: float) -> None:
-        """Optional (with :meth:`bgcb_seen`): note that a browser polled ``job_id`` now.
-
-        Called by the core in the web process, at most every quarter of
-        ``abandon_after`` per job and process, so keep it one cheap write
-        (a key with ``ttl``, a field of the record). Backends without the
-        pair never cancel abandoned jobs.
-        """
-
-    @hookspec(firstresult=True)
-    def bgcb_seen(self, job_id: str) -> float | None:
-        """Optional: when :meth:`bgcb_touch` last noted a poll of ``job_id`` (seconds since the epoch), or None.
-
-        Called by the core in the worker: when it takes a job that waited
-        longer than ``abandon_after`` (a queued job whose page is gone is
-        cancelled, not run), and every few seconds while a job runs past it.
-        """
-
-    @hookspec(firstresult=True)
-    def bgcb_capacity(self) -> int | None:
-        """Optional: how many jobs the backend's workers run at once now (None: cannot tell).
-
-        Called by the core in the web process, at most once every few seconds
-        while a page shows a queued job's estimated wait
-        (``bgcb.manager(waiting=...)``): the estimate counts rounds of
-        ``capacity`` jobs ahead. Answer from what the workers announce (a
-        heartbeat, a registry), not from a configured guess; None makes the
-        core assume one job at a time.
         """

@@ -105,6 +105,12 @@ class Job:
     priority: int = 0
     #: Seconds its page may stay silent before the job is cancelled as abandoned (None: never).
     abandon_after: float | None = None
+    #: Times a failed run is run again (``bgcb.manager(retries=...)``); 0: at most once.
+    retries: int = 0
+    #: Seconds before the first retry of a failed run; each later one waits twice as long.
+    retry_delay: float = 1.0
+    #: Jobs of its owner that may run at once (``max_running_per_owner``), or None: no limit.
+    running_cap: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return _fields(self)
@@ -115,9 +121,10 @@ class Job:
         return cls(**known)
 
 
-OutcomeKind = Literal["value", "no_update", "error", "cancelled", "timeout", "lost"]
-#: Outcome kinds by the terminal state they put a job in.
+OutcomeKind = Literal["value", "no_update", "error", "cancelled", "timeout", "lost", "retry"]
+#: Outcome kinds by the state they put a job in (``retry``: queued again, see :mod:`bgcb.retrying`).
 _STATE_OF = {
+    "retry": State.QUEUED,
     "value": State.SUCCEEDED,
     "no_update": State.SUCCEEDED,
     "error": State.FAILED,
@@ -161,6 +168,11 @@ class Outcome:
         return cls("timeout", error={"msg": msg, "tb": ""})
 
     @classmethod
+    def retry(cls, seconds: float, reason: str = "") -> Outcome:
+        """Not an end: run the job again in ``seconds`` (``bgcb.retry_later``)."""
+        return cls("retry", seconds, {"msg": reason, "tb": ""} if reason else None)
+
+    @classmethod
     def lost(cls, msg: str) -> Outcome:
         return cls("lost", error={"msg": msg, "tb": ""})
 
@@ -198,6 +210,11 @@ class Status:
     owner: str | None = None
     #: Seconds its page may stay silent before the job is cancelled as abandoned (None: never).
     abandon_after: float | None = None
+    #: Which run of a job with ``retries=`` this is (1: the first). Runs asked for by ``retry_later``
+    #: alone are not counted: counting them would cost every job a store read.
+    attempt: int = 1
+    #: When a job waiting to be run again is queued again (seconds since the epoch), else None.
+    retry_at: float | None = None
 
     @classmethod
     def unknown(cls) -> Status:
@@ -219,6 +236,8 @@ class Status:
             data.get("callback"),
             data.get("owner"),
             data.get("abandon_after"),
+            data.get("attempt") or 1,
+            data.get("retry_at"),
         )
 
 

@@ -25,11 +25,14 @@ from typing import Any, NamedTuple
 from . import defaults, joblog, observers
 from .abandon import Abandonment
 from .channel import StoreChannel
+from .endings import lost_outcome, no_worker_outcome, timeout_outcome
 from .jobs import Job, Outcome, Snapshot, State, Status, is_job_id, new_job_id
 from .record import Data, Stored, decode_updates, dumps, loads
+from .retrying import Retrying
 from .scheduling import Scheduling
 
 ACTIVE = (State.QUEUED.value, State.RUNNING.value)
+__all__ = ["Lifecycle", "Queued", "lost_outcome", "no_worker_outcome", "timeout_outcome", "worker_name"]
 
 log = logging.getLogger("bgcb.lifecycle")
 
@@ -37,31 +40,6 @@ log = logging.getLogger("bgcb.lifecycle")
 def worker_name() -> str:
     """``host:pid`` of this process, read at call time (pool processes fork)."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def lost_outcome(reason: str) -> Outcome:
-    """The error a job ends with when its worker died before finishing it."""
-    return Outcome.lost(
-        f"The worker running this background callback stopped without finishing it: {reason}. "
-        "Common causes: the process ran out of memory, crashed in native code, or was killed. "
-        "The job was not retried; trigger the callback again."
-    )
-
-
-def no_worker_outcome(waited: float, reason: str) -> Outcome:
-    """The error a queued job ends with when no worker came to run it."""
-    return Outcome.lost(
-        f"No worker took this background callback: it waited {waited:.0f} s in the queue and {reason}. "
-        "It was not run; trigger the callback again once a worker runs."
-    )
-
-
-def timeout_outcome(seconds: float) -> Outcome:
-    """The error a job ends with when it runs past its timeout."""
-    return Outcome.timed_out(
-        f"Background callback timed out: it ran longer than its timeout of {seconds:g} s and was stopped. "
-        "Raise bgcb.manager(timeout=...) if it needs longer."
-    )
 
 
 class Queued(NamedTuple):
@@ -94,12 +72,15 @@ class Lifecycle(Scheduling):
             "bgcb_capabilities",
             "bgcb_touch",
             "bgcb_seen",
+            "bgcb_defer",
+            "bgcb_counts",
         )
         self._has = {h: bool(getattr(hook, h).get_hookimpls()) for h in optional}
         Scheduling.__init__(self)
         self.abandonment = Abandonment(self)
+        self.retrying = Retrying(self)
 
-    def _cas(self, job_id: str, expect: str, state: State, data: Data | str) -> bool:
+    def cas(self, job_id: str, expect: str, state: State, data: Data | str) -> bool:
         """The state machine's one write: ``expect`` -> ``state``, with the TTL that state gets."""
         ttl = self.settings["result_ttl" if state.terminal else "job_ttl"]
         text = data if isinstance(data, str) else data.encode()
@@ -127,9 +108,16 @@ class Lifecycle(Scheduling):
     def enqueue(self, queued: Queued) -> None:
         """Store and queue a prepared job."""
         job, ttl = queued.job, self.settings["job_ttl"]
-        lane, priority = (job.owner or "", job.priority) if self.ordered else (None, None)
+        lane, priority, cap = self.place(job)
         self.hook.bgcb_enqueue(
-            job_id=queued.job_id, job=queued.payload, data=queued.data, timeout=job.timeout, ttl=ttl, lane=lane, priority=priority
+            job_id=queued.job_id,
+            job=queued.payload,
+            data=queued.data,
+            timeout=job.timeout,
+            ttl=ttl,
+            lane=lane,
+            priority=priority,
+            cap=cap,
         )
         observers.submitted(queued.job_id, job)
 
@@ -180,7 +168,7 @@ class Lifecycle(Scheduling):
     def _unserved(self, job_id: str, data: Data, reason: str | None) -> bool:
         """End a queued job no worker serves once it waited ``no_worker_after``; True if this call did."""
         limit = self.settings.get("no_worker_after", defaults.NO_WORKER_AFTER)
-        waited = time.time() - (data.submitted_at or time.time())
+        waited = time.time() - max(data.submitted_at or time.time(), data.retry_at or 0.0)
         if limit <= 0 or waited < limit:
             return False
         why = reason or "no worker serves this backend's queue"
@@ -255,13 +243,8 @@ class Lifecycle(Scheduling):
         if self.abandonment.abandoned(job_id, job):
             self.abandonment.end(job_id, job, running=False)
             return None
-        now = time.time()
-        deadline = now + job.timeout if job.timeout else None
-        data = Data(
-            job.submitted_at, now, None, deadline, job.timeout, worker_name(), None, job.progress or None, job.callback, job.owner
-        )
-        data.abandon_after = self.abandonment.after_for(job)
-        if not self._cas(job_id, State.QUEUED.value, State.RUNNING, data):
+        data = self._starting(job, self._attempt(job_id, job))
+        if not self.cas(job_id, State.QUEUED.value, State.RUNNING, data):
             return None  # cancelled (or declared lost) before it started
         observers.started(job_id, job)
         clock = time.monotonic()
@@ -271,13 +254,18 @@ class Lifecycle(Scheduling):
         finally:
             if watching is not None:
                 watching()
+        again = self.retrying.wanted(job, data, outcome)
+        if again is not None:
+            outcome = self.retrying.again(job_id, job, data, outcome, again)
+            if outcome.kind == "retry":
+                return outcome
         try:
             final = data.ended(outcome).encode()  # the outcome is encoded once, here
         except (TypeError, ValueError) as exc:
             outcome = Outcome.failure(f"bgcb could not store the outcome as JSON: {exc}")
             final = data.ended(outcome).encode()
         seconds = time.monotonic() - clock
-        if self._cas(job_id, State.RUNNING.value, outcome.state, final):
+        if self.cas(job_id, State.RUNNING.value, outcome.state, final):
             if job.cache and job.cache_key and outcome.succeeded and self._has["bgcb_cache_get"]:
                 ttl = job.cache_expire if job.cache_expire else self.settings["job_ttl"]
                 self.hook.bgcb_cache_put(cache_key=job.cache_key, outcome=dumps(outcome.to_json()), ttl=ttl)
@@ -287,6 +275,33 @@ class Lifecycle(Scheduling):
             stored = self._read(job_id, drain=False)
             joblog.ended_elsewhere(job_id, job, stored.state if stored else "expired", seconds)
         return outcome
+
+    def _attempt(self, job_id: str, job: Job) -> int | None:
+        """Which run this is, read from the record only for a job that may retry failures (the count
+        bounds them); a job run again by ``retry_later`` alone is not counted, saving a read per job."""
+        if job.retries <= 0:
+            return None
+        stored = self._read(job_id, drain=False)
+        return Data.decode(stored.data).attempt if stored is not None else None
+
+    def _starting(self, job: Job, attempt: int | None) -> Data:
+        """The data of a job this worker starts now."""
+        now = time.time()
+        deadline = now + job.timeout if job.timeout else None
+        return Data(
+            job.submitted_at,
+            now,
+            None,
+            deadline,
+            job.timeout,
+            worker_name(),
+            None,
+            job.progress or None,
+            job.callback,
+            job.owner,
+            self.abandonment.after_for(job),
+            attempt,
+        )
 
     def lost(self, job_id: str, reason: str, *, stop: bool = False) -> bool:
         """End an active job whose worker died (or that ran past its timeout); True if this call did it.
@@ -308,6 +323,10 @@ class Lifecycle(Scheduling):
             self.hook.bgcb_stop(job_id=job_id, after=0.0)
         return was is not None
 
+    def end_queued(self, job_id: str, outcome: Outcome) -> bool:
+        """End a queued job with ``outcome`` (it could not be queued again); True if this call did."""
+        return self._end(job_id, [State.QUEUED.value], lambda data: outcome) is not None
+
     def reject(self, job_id: str, reason: str) -> bool:
         """End a queued or running job as failed with ``reason``: the worker cannot run it at all
         (for example the app failed to import in the pool). True if this call ended it."""
@@ -321,7 +340,7 @@ class Lifecycle(Scheduling):
                 return None
             data = Data.decode(stored.data)
             outcome = outcome_for(data)
-            if self._cas(job_id, stored.state, outcome.state, data.ended(outcome)):
+            if self.cas(job_id, stored.state, outcome.state, data.ended(outcome)):
                 self._tell_ended(job_id, outcome, data)
                 return State(stored.state)
         return None  # another writer keeps changing it: it ended or started meanwhile; the caller did nothing

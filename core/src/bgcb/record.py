@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from .jobs import Outcome, State, Status, Update
 
-__all__ = ["Data", "Stored", "dumps", "loads"]
+__all__ = ["Counts", "Data", "Stored", "dumps", "loads"]
 
 
 def dumps(value: Any) -> str:
@@ -45,6 +45,17 @@ class Stored:
     reason: str | None = None
 
 
+class Counts(NamedTuple):
+    """What :func:`bgcb.hookspecs.BackendSpec.bgcb_counts` returns: the queue's size, and one lane's share."""
+
+    #: Jobs in state queued, in every lane (those waiting to be run again included).
+    queued: int
+    #: Of those, the jobs of the lane asked about.
+    lane_queued: int
+    #: Jobs of that lane running now.
+    lane_running: int
+
+
 @dataclass
 class Data:
     """The core's status data of one job (the ``data`` JSON text)."""
@@ -67,6 +78,10 @@ class Data:
     owner: str | None = None
     #: Seconds of silence from its page after which it is cancelled as abandoned (None: never).
     abandon_after: float | None = None
+    #: Which run this is, from 2 on (None: the first).
+    attempt: int | None = None
+    #: While it waits to be run again: when it is queued again (seconds since the epoch).
+    retry_at: float | None = None
 
     def encode(self) -> str:
         return dumps({k: v for k, v in vars(self).items() if v is not None})
@@ -82,8 +97,18 @@ class Data:
 
     def status(self, state: State, position: int | None = None) -> Status:
         place = position if state is State.QUEUED else None
+        retry_at = self.retry_at if state is State.QUEUED else None
         return Status(
-            state, place, self.submitted_at, self.started_at, self.finished_at, self.callback, self.owner, self.abandon_after
+            state,
+            place,
+            self.submitted_at,
+            self.started_at,
+            self.finished_at,
+            self.callback,
+            self.owner,
+            self.abandon_after,
+            self.attempt or 1,
+            retry_at,
         )
 
     @property

@@ -20,8 +20,9 @@ from typing import Any, Protocol
 from plotly.io.json import to_json_plotly
 
 from . import _dash_compat as compat
+from .endings import timeout_outcome
 from .jobs import Job, Outcome
-from .lifecycle import timeout_outcome
+from .retrying import RetryLater
 
 __all__ = ["Channel", "JobStopped", "run", "timeout_outcome", "to_jsonable", "unregistered_outcome"]
 
@@ -133,6 +134,8 @@ def run(job: Job, channel: Channel, *, stop_errors: tuple[type[BaseException], .
         return Outcome.no_update()
     except stop_errors:
         return timeout_outcome(job.timeout or 0)
+    except RetryLater as again:  # the core queues it again (bgcb.retrying)
+        return Outcome.retry(again.seconds, again.reason)
     except Exception as exc:  # the user's error, reported to the browser
         return Outcome.failure(str(exc) or type(exc).__name__, traceback.format_exc())
     try:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from bgcb import Stored, hookimpl
+from bgcb import Counts, Stored, hookimpl
 from bgcb.checks import Check
 from bgcb.errors import ConfigurationError
 from bgcb.hookspecs import Role
@@ -209,13 +209,33 @@ class DiskcacheBackend:
 
     @hookimpl
     def bgcb_enqueue(
-        self, job_id: str, job: str, data: str, timeout: float | None, ttl: float, lane: str | None, priority: int | None
+        self,
+        job_id: str,
+        job: str,
+        data: str,
+        timeout: float | None,
+        ttl: float,
+        lane: str | None,
+        priority: int | None,
+        cap: int | None,
     ) -> None:
         if self._pool_wanted:
             self._ensure_pool()
-        self.store.enqueue(job_id, job, data, timeout, ttl, lane, priority)
+        self.store.enqueue(job_id, job, data, timeout, ttl, lane, priority, cap)
         if self.waker is not None:
             self.waker.wake()
+
+    @hookimpl
+    def bgcb_defer(self, job_id: str, delay: float, lane: str | None, priority: int | None, cap: int | None) -> None:
+        """The due time lives in the queue's record; a worker queues the job in its next claim once due,
+        woken by the supervisor's tick (or at once when there is no delay)."""
+        self.store.defer(job_id, delay, lane, priority, cap)
+        if delay <= 0 and self.waker is not None:
+            self.waker.wake()
+
+    @hookimpl
+    def bgcb_counts(self, lane: str) -> Counts:
+        return self.store.counts(lane)
 
     @hookimpl
     def bgcb_read(self, job_id: str, drain: bool) -> Stored | None:
@@ -278,7 +298,7 @@ class DiskcacheBackend:
 
     @hookimpl
     def bgcb_capabilities(self) -> list[str]:
-        return ["ordering"]
+        return ["ordering", "running_limits", "deferral"]
 
     @hookimpl
     def bgcb_capacity(self) -> int | None:

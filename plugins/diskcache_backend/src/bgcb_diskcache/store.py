@@ -37,16 +37,16 @@ from typing import Any
 
 from diskcache import Cache
 
-from bgcb import Stored
+from bgcb import Counts, Stored
 from bgcb.queueing import FairQueue
 
 from . import defaults
 from .jsondisk import JsonOnlyDisk
+from .lease import PoolRecord
 
 QUEUE = "queue"
 RUNNING = "running"
 SECRET = "secret"
-POOL = "pool"
 #: Fields of a record and their types: anything else in an ``r:`` key was not written by bgcb.
 RECORD_FIELDS = {"state": str, "job": str, "data": str, "updates": list}
 
@@ -62,7 +62,7 @@ def _left(expire_time: float | None) -> float | None:
     return None if expire_time is None else max(0.001, expire_time - time.time())
 
 
-class Store:
+class Store(PoolRecord):
     """Jobs, queue and results in ``directory``; safe across processes and threads.
 
     Open one per process: a forked worker opens its own (SQLite connections
@@ -146,10 +146,12 @@ class Store:
             if isinstance(key, str) and key.startswith("r:"):
                 record, _ = self._record(key[2:])
                 if record is not None and record["state"] == "queued":
-                    queued.append((float(record.get("at") or 0), key[2:], record.get("lane"), record.get("priority")))
+                    at, lane, priority, cap = record.get("at") or 0, record.get("lane"), record.get("priority"), record.get("cap")
+                    queued.append((float(at), key[2:], lane, priority, cap))
         fair = FairQueue()
-        for _, job_id, lane, priority in sorted(queued):
-            fair.push(job_id, lane if isinstance(lane, str) else None, priority if isinstance(priority, int) else None)
+        for _, job_id, lane, priority, cap in sorted(queued):
+            lane, priority, cap = (v if isinstance(v, t) else None for v, t in ((lane, str), (priority, int), (cap, int)))
+            fair.push(job_id, lane, priority, cap)
         self._set(QUEUE, fair.to_json())
         log.warning("bgcb-diskcache: rebuilt the queue of %s from its %d queued record(s)", self.directory, len(fair))
         return fair
@@ -170,15 +172,26 @@ class Store:
         ttl: float,
         lane: str | None = None,
         priority: int | None = None,
+        cap: int | None = None,
     ) -> None:
         """Store the record and queue its id, in one transaction: no worker sees an id without a record."""
         record = {"state": "queued", "job": job, "data": data, "updates": [], "timeout": timeout, "at": time.time()}
-        record.update(lane=lane, priority=priority)  # to rebuild the queue from, should its key be lost
+        record.update(lane=lane, priority=priority, cap=cap)  # to rebuild the queue from, should its key be lost
         with self.cache.transact(retry=True):
             self._set("r:" + job_id, record, expire=ttl)
             fair = self.fair()
-            fair.push(job_id, lane, priority)
+            fair.push(job_id, lane, priority, cap)
             self._set(QUEUE, fair.to_json())
+
+    def defer(self, job_id: str, delay: float, lane: str | None, priority: int | None, cap: int | None) -> None:
+        """Keep ``job_id`` out of the order for ``delay`` seconds (workers queue it once due, in a claim)."""
+        with self.cache.transact(retry=True):
+            fair = self.fair()
+            fair.defer(job_id, time.time() + delay, lane, priority, cap)
+            self._set(QUEUE, fair.to_json())
+
+    def counts(self, lane: str) -> Counts:
+        return self.fair().counts(lane)
 
     def read(self, job_id: str, drain: bool) -> Stored | None:
         """State, data, drained updates and queue position; one read unless queued or updates wait."""
@@ -195,8 +208,10 @@ class Store:
                 self._set("r:" + job_id, record, expire=_left(expire_time))
         position = None
         if record["state"] == "queued":
-            position = self.fair().position(job_id)
-            position = 0 if position is None else position  # 0: claimed, about to start
+            fair = self.fair()
+            position = fair.position(job_id)
+            if position is None and job_id not in fair:
+                position = 0  # claimed, about to start (one waiting to be queued again has no place)
         return Stored(record["state"], record["data"], updates, position)
 
     def load(self, job_id: str) -> str | None:
@@ -223,6 +238,10 @@ class Store:
                 fair = self.fair()
                 if fair.remove(job_id):
                     self._set(QUEUE, fair.to_json())
+            elif was == "running" and state != "running" and record.get("cap") is not None:
+                fair = self.fair()  # a job of a capped lane stopped running: the lane has room again
+                fair.finished(job_id)
+                self._set(QUEUE, fair.to_json())
             return True
 
     def append(self, job_id: str, update: str, ttl: float) -> None:
@@ -270,7 +289,13 @@ class Store:
 
     def has_queued(self) -> bool:
         """A cheap read, so that idle workers woken together do not all take the write lock for nothing."""
-        return len(self.fair()) > 0
+        fair = self.fair()
+        return len(fair) > 0 or self.due(fair)
+
+    def due(self, fair: FairQueue | None = None) -> bool:
+        """Whether a deferred job is due to be queued (the supervisor then wakes a worker)."""
+        soonest = (fair or self.fair()).next_due()
+        return soonest is not None and soonest <= time.time()
 
     def claim(self, pid: int) -> str | None:
         """Pop the next queued id and list it as held by worker ``pid``, in one transaction.
@@ -281,8 +306,11 @@ class Store:
         with self.cache.transact(retry=True):
             fair = self.fair()
             job_id, record = "", None
-            while len(fair) and record is None:
-                job_id = fair.pop() or ""
+            while record is None:
+                popped = fair.pop()  # None: empty, or only lanes with their running cap reached
+                if popped is None:
+                    break
+                job_id = popped
                 record, _ = self._record(job_id)  # None: it expired while queued, drop it
             self._set(QUEUE, fair.to_json())
             if record is None:
@@ -323,33 +351,6 @@ class Store:
                 return False
             kill(pid)
             return True
-
-    def beat(self, workers: int, owner: str | None = None) -> bool:
-        """Write the pool's heartbeat; with ``owner`` (a lease, the portable lock) only while it holds it."""
-        with self.cache.transact(retry=True):
-            if owner is not None and (self.pool() or {}).get("owner", owner) != owner:
-                return False
-            self._set(POOL, {"pid": os.getpid(), "beat": time.time(), "workers": workers, "owner": owner})
-        return True
-
-    def take_pool(self, owner: str, dead_after: float) -> bool:
-        """Take the pool's lease unless another owner's heartbeat is younger than ``dead_after``."""
-        with self.cache.transact(retry=True):
-            info = self.pool()
-            if info is not None and info.get("owner") != owner and time.time() - info["beat"] < dead_after:
-                return False
-            self._set(POOL, {"pid": os.getpid(), "beat": time.time(), "workers": 0, "owner": owner})
-        return True
-
-    def pool(self) -> dict[str, Any] | None:
-        """The heartbeat of the pool serving this directory, if one beat."""
-        info = self._get(POOL, None, dict)
-        return info if isinstance(info, dict) and isinstance(info.get("beat"), (int, float)) else None
-
-    def forget_pool(self, owner: str | None = None) -> None:
-        with self.cache.transact(retry=True):
-            if owner is None or (self.pool() or {}).get("owner") == owner:
-                self.cache.delete(POOL)
 
     def touch(self, job_id: str, ttl: float) -> None:
         self._set("s:" + job_id, time.time(), expire=ttl)

@@ -32,7 +32,7 @@ from bgcb.lifecycle import Lifecycle
 from . import defaults, worker
 from .children import Forked, Spawned
 from .store import Store
-from .wake import ensure_fifo, wake_path
+from .wake import Waker, ensure_fifo, wake_path
 
 log = logging.getLogger("bgcb.diskcache")
 
@@ -115,6 +115,7 @@ class Supervisor:
         else:
             self.children = Spawned(spawn)
         self.killed: dict[int, str] = {}  # pid -> why the supervisor killed it
+        self.waker: Waker | None = None  # rings idle workers when a deferred job is due
         self.stopping = False
         self.last_beat = self.last_cleanup = 0.0
         #: Workers that die young (a worker that cannot start) are restarted ever more slowly.
@@ -128,6 +129,7 @@ class Supervisor:
         if not self.children.portable:
             ensure_fifo(self.store.directory)
             ensure_fifo(self.store.directory, defaults.STOP_NAME)
+            self.waker = Waker(self.store.directory)
         self.children.open(wake_path(self.store.directory, defaults.STOP_NAME))
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
@@ -160,6 +162,14 @@ class Supervisor:
             self._contained(self.store.cleanup)
             self.last_cleanup = now
         self._contained(self._enforce, now)
+        if self.waker is not None:
+            self._contained(self._wake_for_due)
+
+    def _wake_for_due(self) -> None:
+        """Ring an idle worker when a job waiting to run again is due (``bgcb_defer``): sleeping workers
+        see no enqueue for it. Portable workers look at the queue by themselves."""
+        if self.waker is not None and self.store.due():
+            self.waker.wake()
 
     def _beat(self) -> None:
         if not self.store.beat(self.size, self.owner):
@@ -232,4 +242,6 @@ class Supervisor:
         self.settle(None, POOL_STOPPED)
         with contextlib.suppress(Exception):
             self.store.forget_pool(self.owner)
+        if self.waker is not None:
+            self.waker.close()
         log.info("bgcb-diskcache: pool on %s stopped", self.store.directory)

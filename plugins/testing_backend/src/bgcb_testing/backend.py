@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bgcb import Stored, hookimpl
+from bgcb import Counts, Stored, hookimpl
 from bgcb.hookspecs import Role
 from bgcb.lifecycle import Lifecycle
 from bgcb.queueing import FairQueue
@@ -78,7 +78,7 @@ class TestingBackend:
 
     @hookimpl
     def bgcb_capabilities(self) -> list[str]:
-        return ["ordering"]
+        return ["ordering", "running_limits", "deferral"]
 
     @hookimpl
     def bgcb_capacity(self) -> int | None:
@@ -97,11 +97,14 @@ class TestingBackend:
     def _work(self, jobs: Lifecycle) -> None:
         while True:
             with self._lock:
-                while not self._queue and not self._stopping:
-                    self._lock.wait()
-                if self._stopping:
-                    return
-                job_id = self._queue.pop() or ""
+                while True:
+                    if self._stopping:
+                        return
+                    job_id = self._queue.pop()
+                    if job_id is not None:
+                        break
+                    due = self._queue.next_due()  # a deferred job, or a lane's cap freeing (cas notifies)
+                    self._lock.wait(None if due is None else max(0.0, due - time.time()))
             jobs.execute(job_id)
 
     def _live(self, job_id: str) -> _Record | None:
@@ -115,11 +118,24 @@ class TestingBackend:
     # -- storage -----------------------------------------------------------------
 
     @hookimpl
-    def bgcb_enqueue(self, job_id: str, job: str, data: str, ttl: float, lane: str | None, priority: int | None) -> None:
+    def bgcb_enqueue(
+        self, job_id: str, job: str, data: str, ttl: float, lane: str | None, priority: int | None, cap: int | None
+    ) -> None:
         with self._lock:
             self._records[job_id] = _Record("queued", job, data, time.time() + ttl)
-            self._queue.push(job_id, lane, priority)
+            self._queue.push(job_id, lane, priority, cap)
             self._lock.notify()
+
+    @hookimpl
+    def bgcb_defer(self, job_id: str, delay: float, lane: str | None, priority: int | None, cap: int | None) -> None:
+        with self._lock:
+            self._queue.defer(job_id, time.time() + delay, lane, priority, cap)
+            self._lock.notify_all()  # a sleeping worker recomputes its wake-up time
+
+    @hookimpl
+    def bgcb_counts(self, lane: str) -> Counts:
+        with self._lock:
+            return self._queue.counts(lane)
 
     @hookimpl
     def bgcb_read(self, job_id: str, drain: bool) -> Stored | None:
@@ -150,6 +166,8 @@ class TestingBackend:
             record.state, record.data, record.expires = state, data, time.time() + ttl
             if state != "queued":
                 self._queue.remove(job_id)
+            if state != "running":
+                self._queue.finished(job_id)  # its lane's running cap has room again
             self._changed(record)
             return True
 

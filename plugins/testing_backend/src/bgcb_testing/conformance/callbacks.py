@@ -183,3 +183,29 @@ def touch(path: str) -> str:
     """Create ``path``: proof, on one machine, that the job ran."""
     Path(path).write_text("ran", encoding="utf-8")
     return "touched"
+
+
+def _run_number(path: str) -> int:
+    """Count this run in the file ``path`` (one machine): 1 on a job's first run, 2 on its second..."""
+    _mark(path, "run")
+    return len(Path(path).read_text(encoding="utf-8").splitlines())
+
+
+@_background("later")
+def later(spec: dict[str, Any]) -> dict[str, Any]:
+    """On its first run ask to run again in ``spec["seconds"]`` (``bgcb.retry_later``); then return which run it is."""
+    import bgcb
+
+    run = _run_number(spec["path"])
+    if run == 1:
+        bgcb.retry_later(float(spec["seconds"]), "the kit asks for a second run")
+    return {"run": run, "at": time.time(), "where": _where()}
+
+
+@_background("flaky")
+def flaky(spec: dict[str, Any]) -> dict[str, Any]:
+    """Raise on runs before ``spec["succeed_on"]`` (``retries=`` runs it again), then return which run it is."""
+    run = _run_number(spec["path"])
+    if run < int(spec["succeed_on"]):
+        raise RuntimeError(f"kit flaky run {run}")
+    return {"run": run}

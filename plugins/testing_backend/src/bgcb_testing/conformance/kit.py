@@ -212,7 +212,12 @@ class Kit:
         return json.dumps({k: v for k, v in vars(data).items() if v is not None}, indent=2, ensure_ascii=False)
 
     def enqueue(
-        self, job: str | None = None, data: str | None = None, lane: str | None = None, priority: int | None = None
+        self,
+        job: str | None = None,
+        data: str | None = None,
+        lane: str | None = None,
+        priority: int | None = None,
+        cap: int | None = None,
     ) -> str:
         """A new queued record, made with bgcb_enqueue (in ``lane`` at ``priority``, or plain); returns its id."""
         job_id = new_job_id()
@@ -224,6 +229,7 @@ class Kit:
             ttl=self.ttl("job_ttl"),
             lane=lane,
             priority=priority,
+            cap=cap,
         )
         self.records.append(job_id)
         return job_id

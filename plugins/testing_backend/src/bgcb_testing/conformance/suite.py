@@ -33,13 +33,14 @@ from .contract_checks import ContractChecks
 from .ending_checks import EndingChecks
 from .job_checks import JobChecks
 from .kit import Kit, Workers, open_backend
+from .limit_checks import LimitChecks
 from .observing import EventRecorder
 from .queue_checks import QueueChecks
 from .storage_checks import StorageChecks
 
 
 # pytest collects inherited tests from the last base class first: EndingChecks (the killed-worker check) runs last.
-class BackendConformance(EndingChecks, QueueChecks, JobChecks, StorageChecks, ContractChecks):
+class BackendConformance(EndingChecks, LimitChecks, QueueChecks, JobChecks, StorageChecks, ContractChecks):
     """The contract of :mod:`bgcb.hookspecs`, checked against one backend.
 
     Class attributes configure the run (see :class:`~.config.KitConfig` for each):
