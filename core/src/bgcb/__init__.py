@@ -103,7 +103,7 @@ def manager(
     (default 0: jobs run at most once) runs a callback that raised again,
     ``retry_delay`` seconds later (doubling per retry); a callback may also
     call :func:`bgcb.retry_later` to be run again later. Neither holds a
-    worker while it waits (docs/waiting.md).
+    worker while it waits (the core's README, 'Limits, retries and running again later').
     Other keyword arguments are the backend's options (``bgcb backends``).
     """
     from . import defaults
