@@ -48,6 +48,29 @@ class DeclaresOrderingKeepsFifo(TestingBackend):
         super().bgcb_enqueue(job_id, job, data, ttl, None, None, None)
 
 
+class DeclaresCapsIgnoresThem(TestingBackend):
+    """Says it honours a lane's running cap, but queues every job without it."""
+
+    @hookimpl
+    def bgcb_enqueue(self, job_id: str, job: str, data: str, ttl: float, lane: str | None, priority: int | None) -> None:
+        super().bgcb_enqueue(job_id, job, data, ttl, lane, priority, None)
+
+
+class DeferHoldsTheWorker(TestingBackend):
+    """Says it defers, but waits out the delay in the worker that ran the job."""
+
+    @hookimpl
+    def bgcb_defer(self, job_id: str, delay: float, lane: str | None, priority: int | None, cap: int | None) -> None:
+        time.sleep(delay)
+        super().bgcb_defer(job_id, 0.0, lane, priority, cap)
+
+
+class CountsNothing(TestingBackend):
+    @hookimpl
+    def bgcb_counts(self, lane: str) -> tuple[int, int, int]:
+        return (0, 0, 0)
+
+
 class MoreThreadsThanPromised(TestingBackend):
     @hookimpl
     def bgcb_configure(self, options: dict[str, Any], role: Role, jobs: Lifecycle) -> None:
@@ -156,6 +179,9 @@ FAULTS = [
     (MoreThreadsThanPromised, "test_concurrency_bound", r"jobs ran at once with workers=2"),
     (DeclaresOrderingKeepsFifo, "test_owners_take_turns", r"with owners taking turns it is next but one"),
     (DeclaresOrderingKeepsFifo, "test_a_higher_priority_starts_first", r"a priority-5 job queued behind"),
+    (DeclaresCapsIgnoresThem, "test_a_lanes_running_cap_holds_its_jobs_in_their_places", r"ran at once .* passes the lane"),
+    (DeferHoldsTheWorker, "test_a_job_run_again_later_frees_its_worker_meanwhile", r"must not hold a worker"),
+    (CountsNothing, "test_counts_say_how_many_wait_in_all_and_per_lane", r"bgcb_counts\('alice'\) gave"),
     (CasIgnoresExpect, "test_cas_is_compare_and_set", r"it writes only when the current state is in expect"),
     (CasAlwaysSaysYes, "test_cas_has_one_winner", r"concurrent bgcb_cas.*exactly one wins"),
     (CasAlwaysSaysYes, "test_cancel_running_job", r"bgcb_job_finished fires exactly once"),

@@ -243,7 +243,7 @@ class Lifecycle(Scheduling):
         if self.abandonment.abandoned(job_id, job):
             self.abandonment.end(job_id, job, running=False)
             return None
-        data = self._starting(job, self._attempt(job_id, job))
+        data = Data.starting(job, worker_name(), self.abandonment.after_for(job), self._attempt(job_id, job))
         if not self.cas(job_id, State.QUEUED.value, State.RUNNING, data):
             return None  # cancelled (or declared lost) before it started
         observers.started(job_id, job)
@@ -283,25 +283,6 @@ class Lifecycle(Scheduling):
             return None
         stored = self._read(job_id, drain=False)
         return Data.decode(stored.data).attempt if stored is not None else None
-
-    def _starting(self, job: Job, attempt: int | None) -> Data:
-        """The data of a job this worker starts now."""
-        now = time.time()
-        deadline = now + job.timeout if job.timeout else None
-        return Data(
-            job.submitted_at,
-            now,
-            None,
-            deadline,
-            job.timeout,
-            worker_name(),
-            None,
-            job.progress or None,
-            job.callback,
-            job.owner,
-            self.abandonment.after_for(job),
-            attempt,
-        )
 
     def lost(self, job_id: str, reason: str, *, stop: bool = False) -> bool:
         """End an active job whose worker died (or that ran past its timeout); True if this call did it.
@@ -346,14 +327,9 @@ class Lifecycle(Scheduling):
         return None  # another writer keeps changing it: it ended or started meanwhile; the caller did nothing
 
     def _tell_ended(self, job_id: str, outcome: Outcome, data: Data) -> None:
-        if not (observers.wanted("bgcb_job_finished") or observers.wanted("bgcb_job_cancelled")):
-            return
-        payload = self.hook.bgcb_load(job_id=job_id)
-        job = Job.from_json(loads(payload)) if payload else Job(callback="", args=None)
-        if outcome.kind == "cancelled":
-            observers.cancelled(job_id, job)
-        seconds = (data.finished_at or time.time()) - data.started_at if data.started_at else 0.0
-        observers.finished(job_id, job, outcome, outcome.state, max(0.0, seconds))
+        started = data.started_at
+        seconds = max(0.0, (data.finished_at or time.time()) - started) if started else 0.0
+        observers.ended(job_id, lambda: self.hook.bgcb_load(job_id=job_id), outcome, seconds)
 
     def __repr__(self) -> str:
         return f"<bgcb lifecycle on backend {self.name!r}>"

@@ -14,7 +14,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
@@ -103,6 +103,21 @@ def finished(job_id: str, job: Job, outcome: Outcome, state: State, seconds: flo
 
 def cancelled(job_id: str, job: Job) -> None:
     _emit("bgcb_job_cancelled", job_id=job_id, job=job)
+
+
+def ended(job_id: str, load: Callable[[], str | None], outcome: Outcome, seconds: float) -> None:
+    """A job ended by another process than its worker (a cancel, a timeout, a dead worker): ``load``
+    reads its job text, only when an observer listens."""
+    if not (wanted("bgcb_job_finished") or wanted("bgcb_job_cancelled")):
+        return
+    from .jobs import Job
+    from .record import loads
+
+    payload = load()
+    job = Job.from_json(loads(payload)) if payload else Job(callback="", args=None)
+    if outcome.kind == "cancelled":
+        cancelled(job_id, job)
+    finished(job_id, job, outcome, outcome.state, seconds)
 
 
 def trace(pm: pluggy.PluginManager, label: str) -> None:

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
-from .jobs import Outcome, State, Status, Update
+from .jobs import Job, Outcome, State, Status, Update
 
 __all__ = ["Counts", "Data", "Stored", "dumps", "loads"]
 
@@ -82,6 +82,26 @@ class Data:
     attempt: int | None = None
     #: While it waits to be run again: when it is queued again (seconds since the epoch).
     retry_at: float | None = None
+
+    @classmethod
+    def starting(cls, job: Job, worker: str, abandon_after: float | None, attempt: int | None) -> Data:
+        """The data of ``job`` as ``worker`` starts it now."""
+        now = time.time()
+        deadline = now + job.timeout if job.timeout else None
+        return cls(
+            job.submitted_at,
+            now,
+            None,
+            deadline,
+            job.timeout,
+            worker,
+            None,
+            job.progress or None,
+            job.callback,
+            job.owner,
+            abandon_after,
+            attempt,
+        )
 
     def encode(self) -> str:
         return dumps({k: v for k, v in vars(self).items() if v is not None})

@@ -21,13 +21,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bgcb import Counts, Stored, hookimpl
-from bgcb.checks import Check
 from bgcb.errors import ConfigurationError
 from bgcb.hookspecs import Role
 from bgcb.lifecycle import Lifecycle
 
 from . import autostart, defaults
 from .bell import Bell, Ringer
+from .command_line import CommandLine
 from .portable import use_portable
 from .store import Store
 from .supervisor import Supervisor, pool_lock
@@ -45,7 +45,7 @@ def default_directory() -> str:
     return os.path.join(tempfile.gettempdir(), f"bgcb-diskcache-{uid}-{digest}")
 
 
-class DiskcacheBackend:
+class DiskcacheBackend(CommandLine):
     """The ``diskcache`` backend: a real queue and warm worker processes on a
     local directory, with no server to run. See the README for the design."""
 
@@ -332,36 +332,3 @@ class DiskcacheBackend:
         if self._pool_wanted:  # Dash 4.4 asks for it while serving its first requests: workers are warm by the first click
             self._ensure_pool()
         return self.store.shared_secret(generate)
-
-    # -- the command line ------------------------------------------------------------------
-
-    @hookimpl
-    def bgcb_describe(self) -> dict[str, Any]:
-        app = self.options["app"] or "(found by the web process when it starts the pool)"
-        return {"where": f"directory {self.directory}", "directory": self.directory, "app": app}
-
-    @hookimpl
-    def bgcb_check(self) -> list[Check]:
-        writable = os.access(self.directory, os.W_OK)
-        fix = "" if writable else "give the user running the app and its workers write access, or choose another directory"
-        checks = [Check(writable, f"directory {self.directory} writable", fix)]
-        try:
-            queued, running = len(self.store.fair()), len(self.store.running())
-            checks.append(Check(True, "job store readable", f"{queued} queued, {running} running"))
-        except Exception as exc:
-            checks.append(Check(False, "job store readable", f"{exc!r}; move the directory away to start afresh"))
-        info = self.store.pool()
-        age = time.time() - float(info["beat"]) if info else None
-        if info is not None and age is not None and age < float(self.options["dead_after"]):
-            checks.append(Check(True, "worker pool alive", f"supervisor pid {info.get('pid')}, {info.get('workers')} worker(s)"))
-        else:
-            checks.append(
-                Check(
-                    False,
-                    "worker pool alive",
-                    f"no pool serves {self.directory}"
-                    + (f" (last heartbeat {age:.0f} s ago)" if age is not None else "")
-                    + ": run the app (it starts one unless autostart=False) or `bgcb worker APP_MODULE` in the app's directory",
-                )
-            )
-        return checks

@@ -37,14 +37,13 @@ from typing import Any
 
 from diskcache import Cache
 
-from bgcb import Counts, Stored
-from bgcb.queueing import FairQueue
+from bgcb import Stored
 
 from . import defaults
 from .jsondisk import JsonOnlyDisk
 from .lease import PoolRecord
+from .queue_record import QUEUE, QueueRecord
 
-QUEUE = "queue"
 RUNNING = "running"
 SECRET = "secret"
 #: Fields of a record and their types: anything else in an ``r:`` key was not written by bgcb.
@@ -62,7 +61,7 @@ def _left(expire_time: float | None) -> float | None:
     return None if expire_time is None else max(0.001, expire_time - time.time())
 
 
-class Store(PoolRecord):
+class Store(QueueRecord, PoolRecord):
     """Jobs, queue and results in ``directory``; safe across processes and threads.
 
     Open one per process: a forked worker opens its own (SQLite connections
@@ -126,36 +125,6 @@ class Store(PoolRecord):
             record = None
         return (None, None) if record is None else (record, expire_time)
 
-    def queue(self) -> list[str]:
-        """Queued ids in the order they will start (the core's :class:`~bgcb.queueing.FairQueue`)."""
-        return self.fair().ids()
-
-    def fair(self) -> FairQueue:
-        state, _, bad = self._load(QUEUE, dict)
-        try:
-            if not bad:
-                return FairQueue(state)
-        except (TypeError, ValueError, KeyError, IndexError):
-            self._warn(QUEUE, "it is not a queue bgcb wrote")
-        return self._rebuilt_queue()
-
-    def _rebuilt_queue(self) -> FairQueue:
-        """The queue as the queued records say (oldest first), after its key proved unreadable."""
-        queued = []
-        for key in list(self.cache.iterkeys()):
-            if isinstance(key, str) and key.startswith("r:"):
-                record, _ = self._record(key[2:])
-                if record is not None and record["state"] == "queued":
-                    at, lane, priority, cap = record.get("at") or 0, record.get("lane"), record.get("priority"), record.get("cap")
-                    queued.append((float(at), key[2:], lane, priority, cap))
-        fair = FairQueue()
-        for _, job_id, lane, priority, cap in sorted(queued):
-            lane, priority, cap = (v if isinstance(v, t) else None for v, t in ((lane, str), (priority, int), (cap, int)))
-            fair.push(job_id, lane, priority, cap)
-        self._set(QUEUE, fair.to_json())
-        log.warning("bgcb-diskcache: rebuilt the queue of %s from its %d queued record(s)", self.directory, len(fair))
-        return fair
-
     def running(self) -> dict[str, dict[str, Any]]:
         """Claimed jobs by id: the worker pid holding each, when it took it, its timeout and stop time."""
         entries = self._get(RUNNING, {}, dict)
@@ -182,16 +151,6 @@ class Store(PoolRecord):
             fair = self.fair()
             fair.push(job_id, lane, priority, cap)
             self._set(QUEUE, fair.to_json())
-
-    def defer(self, job_id: str, delay: float, lane: str | None, priority: int | None, cap: int | None) -> None:
-        """Keep ``job_id`` out of the order for ``delay`` seconds (workers queue it once due, in a claim)."""
-        with self.cache.transact(retry=True):
-            fair = self.fair()
-            fair.defer(job_id, time.time() + delay, lane, priority, cap)
-            self._set(QUEUE, fair.to_json())
-
-    def counts(self, lane: str) -> Counts:
-        return self.fair().counts(lane)
 
     def read(self, job_id: str, drain: bool) -> Stored | None:
         """State, data, drained updates and queue position; one read unless queued or updates wait."""
@@ -286,16 +245,6 @@ class Store(PoolRecord):
         raise RuntimeError(f"bgcb-diskcache: cannot keep a shared secret in {self.directory}")
 
     # -- the worker loop and the supervisor --------------------------------------------
-
-    def has_queued(self) -> bool:
-        """A cheap read, so that idle workers woken together do not all take the write lock for nothing."""
-        fair = self.fair()
-        return len(fair) > 0 or self.due(fair)
-
-    def due(self, fair: FairQueue | None = None) -> bool:
-        """Whether a deferred job is due to be queued (the supervisor then wakes a worker)."""
-        soonest = (fair or self.fair()).next_due()
-        return soonest is not None and soonest <= time.time()
 
     def claim(self, pid: int) -> str | None:
         """Pop the next queued id and list it as held by worker ``pid``, in one transaction.
