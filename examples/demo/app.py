@@ -1,5 +1,5 @@
 """bgcb demo: the five examples of Dash's background-callback docs, plus the
-queue and an error, on the diskcache backend (warm worker processes, no server)
+queue, a job that runs again later, and an error, on the diskcache backend (warm worker processes, no server)
 or any other (``BGCB_BACKEND=celery`` with ``bgcb worker app`` beside it).
 
     python3 -m pip install -r examples/demo/requirements.txt
@@ -13,6 +13,7 @@ Options come from the environment: ``DEMO_PORT`` (8050), ``DEMO_SERVER``
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 
 import dash
@@ -31,7 +32,13 @@ queue_manager = bgcb.manager(
     # Who clicks: two simulated users (the radio buttons); a real app reads its login here
     # (bgcb.owner_header("X-Forwarded-User"), a session value). Owners take turns in the queue.
     owner=lambda: dash.callback_context.states.get("queue-user.value"),
+    # At most 3 waiting jobs per user: a 4th click is refused at once, and on_error says why.
+    max_queued_per_owner=3,
 )
+# The "rate-limited API" example: a job that may not call yet asks to run again later, freeing its worker.
+api_manager = bgcb.manager(on_retrigger="keep", waiting=Output("api-wait", "children"))
+API_EVERY = 4.0  # seconds between two calls the pretend API accepts
+API_CLOCK = os.path.join(tempfile.gettempdir(), "bgcb-demo-api-clock")
 
 # DEMO_SERVER=fastapi or quart serves the demo on Dash 4.4's other servers (pip install "dash[fastapi]").
 SERVER = os.environ.get("DEMO_SERVER", "flask")
@@ -110,6 +117,15 @@ app.layout = html.Div(
             html.Span(id="queue-out", style={"marginLeft": 12}),
             html.Table(id="queue-table", style={"marginTop": 8, "fontFamily": "monospace"}),
             dcc.Interval(id="queue-tick", interval=500),
+        ),
+        card(
+            "Retry later",
+            "A pretend API takes one call every 4 s. A job that may not call yet asks to run again when it may "
+            "(bgcb.retry_later(seconds)) and frees its worker meanwhile; its page says when it runs again. "
+            "Click a few times: the calls come 4 s apart, and other examples keep running.",
+            html.Button("Call the API", id="api-btn"),
+            html.Span(id="api-wait", style={"marginLeft": 12}),
+            html.Span(id="api-out", style={"marginLeft": 12}),
         ),
         card(
             "Errors",
@@ -204,6 +220,7 @@ def progress_graph(set_progress, n_clicks):
     manager=queue_manager,
     progress=Output("queue-progress", "value"),
     progress_default="0",
+    on_error=lambda err: set_props("queue-wait", {"children": str(err).splitlines()[0].split("bgcb: ", 1)[-1]}),
     prevent_initial_call=True,
 )
 def queued_job(set_progress, n_clicks, user):
@@ -211,6 +228,28 @@ def queued_job(set_progress, n_clicks, user):
         time.sleep(0.5)
         set_progress(str(step))
     return f"Job {n_clicks} done ({user})"
+
+
+@callback(
+    Output("api-out", "children"),
+    Input("api-btn", "n_clicks"),
+    background=True,
+    manager=api_manager,
+    prevent_initial_call=True,
+)
+def call_api(n_clicks):
+    """Call the pretend API if its window is open, else run again once it opens (no worker waits)."""
+    now = time.time()
+    try:  # one clock for every worker process, as the API's own limit would be (two jobs may rarely both pass)
+        with open(API_CLOCK) as clock:
+            last = float(clock.read() or 0)
+    except (OSError, ValueError):
+        last = 0.0
+    if now - last < API_EVERY:
+        bgcb.retry_later(API_EVERY - (now - last) + 0.05, "the API takes one call every 4 s")
+    with open(API_CLOCK, "w") as clock:
+        clock.write(str(now))
+    return f"Call {n_clicks} answered at {time.strftime('%H:%M:%S')}"
 
 
 def show_error(err):

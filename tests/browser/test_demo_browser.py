@@ -243,3 +243,41 @@ def test_running_state_progress_graph_error_and_queue(demo, browser) -> None:
         f"{backend}: running state, graph ({len(seen)} redraws), error and queue all seen; "
         f"the waiting job's page showed {places[-1]!r} {shown:.1f} s after the clicks"
     )
+
+
+def test_a_job_runs_again_later_and_a_job_past_the_limit_is_refused(demo, browser) -> None:
+    """The API example: a second call within the API's window says when it runs again, then answers,
+    while no worker waits for it. The queue example: a fourth waiting job of one user is refused with
+    the reason on the page (max_queued_per_owner=3), and the jobs already waiting still run."""
+    from selenium.webdriver.common.by import By
+
+    url, backend = demo
+    api = _page(browser, url, "api-btn")
+    api.click()
+    wait_for(lambda: _text(browser, "api-out").startswith("Call 1 answered"), 30, "the first API call", interval=0.05)
+    api.click()
+    texts: list[str] = []
+    wait_for(
+        lambda: texts.append(_text(browser, "api-wait")) or texts[-1].startswith("Runs again in about"),
+        10,
+        "the second call's page saying when it runs again",
+        interval=0.05,
+    )
+    wait_for(lambda: _text(browser, "api-out").startswith("Call 2 answered"), 15, "the second call's answer", interval=0.1)
+    assert _text(browser, "api-wait") == "", "the retry text stays after the answer"
+
+    browser.find_element(By.XPATH, "//input[@value='Bob']").click()
+    queue = browser.find_element(By.ID, "queue-btn")
+    for _ in range(6):  # two run, three wait, the sixth is one too many
+        queue.click()
+        time.sleep(0.3)
+    wait_for(
+        lambda: "jobs waiting, the most one user may queue" in _text(browser, "queue-wait"),
+        15,
+        "the refusal on the page",
+        interval=0.05,
+    )
+    refused = _text(browser, "queue-wait")
+    table = _text(browser, "queue-table")
+    assert table.count("Bob") == 5, f"the five accepted jobs are all listed: {table}"
+    print(f"{backend}: retry text {texts[-1]!r}; refusal {refused!r}")

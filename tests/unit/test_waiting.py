@@ -69,3 +69,17 @@ def test_a_wrong_target_is_a_clear_error(target) -> None:
 def test_waiting_fields_are_documented_in_the_default_text() -> None:
     assert Waiting(3, 2, None).fields()["eta_text"] == ""
     assert Waiting(1, 0, 75.0).eta_text == " · about 1 min to start"
+
+
+def test_a_job_waiting_to_run_again_says_when() -> None:
+    import time
+
+    from bgcb.jobs import Snapshot, State, Status
+
+    display = WaitingDisplay(("status", "children"))
+    snap = Snapshot(Status(State.QUEUED, None, retry_at=time.time() + 4.2))
+    assert display.props(snap, RunTimes(), lambda: 2) == {"status": {"children": "Runs again in about 4 s"}}
+    seen: list[Waiting] = []
+    custom = WaitingDisplay(("status", "children"), lambda w: seen.append(w) or f"{w.retry_in:.0f}")
+    assert custom.props(snap, RunTimes(), lambda: 2) == {"status": {"children": "4"}}
+    assert seen[0].position == 0 and seen[0].retry_in is not None

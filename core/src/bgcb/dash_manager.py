@@ -267,9 +267,10 @@ class DashManager(compat.BaseManager):
         return self._snapshot(job).status.state.active
 
     def get_updated_props(self, key: str) -> dict[str, dict[str, Any]]:
-        snap = self._snapshot(compat.request_job(), key)
-        if self.waiting is None or snap.status.state is State.UNKNOWN:
-            return snap.props
+        job = compat.request_job()
+        snap = self._snapshot(job, key)
+        if self.waiting is None or snap.status.state is State.UNKNOWN or (job and is_refused(job)):
+            return snap.props  # a refused job never waited: its on_error may write where the place showed
         return {**self.waiting.props(snap, self.backend.run_times, self.backend.capacity), **snap.props}
 
     def holds(self, snap: Snapshot) -> bool:

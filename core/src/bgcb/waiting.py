@@ -21,6 +21,7 @@ import json
 import math
 import statistics
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from .jobs import Snapshot, State
 
 #: The default text; ``{position}`` is 1 for the next job to start.
 WAITING_TEXT = "Queued: position {position}{eta_text}"
+#: The text while a job waits to run again (``bgcb.retry_later``, ``retries=``), with a format string ``waiting_text``.
+RETRY_TEXT = "Runs again in about {retry}"
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class Waiting:
     ahead: int
     #: Estimated seconds until it starts, or None without run-time history.
     eta: float | None
+    #: Seconds until a job that waits to run again is queued again (then ``position`` is 0), else None.
+    retry_in: float | None = None
 
     @property
     def eta_text(self) -> str:
@@ -108,7 +113,11 @@ class WaitingDisplay:
     def props(self, snap: Snapshot, run_times: RunTimes, capacity: Callable[[], int | None]) -> dict[str, dict[str, Any]]:
         """The ``sideUpdate`` entry for a poll answered with ``snap``: the text while queued, empty after."""
         status = snap.status
-        if status.state is State.QUEUED and status.position is not None:
+        if status.state is State.QUEUED and status.retry_at is not None:
+            waiting = Waiting(0, 0, None, max(0.0, status.retry_at - time.time()))
+            retry = describe_seconds(waiting.retry_in or 0)
+            value = RETRY_TEXT.format(retry=retry) if isinstance(self.text, str) else self.text(waiting)
+        elif status.state is State.QUEUED and status.position is not None:
             ahead = status.position
             waiting = Waiting(ahead + 1, ahead, run_times.eta(status.callback, ahead, capacity()))
             value = self.text.format(**waiting.fields()) if isinstance(self.text, str) else self.text(waiting)
