@@ -38,7 +38,7 @@ def test_the_pushed_message_is_the_one_celery_would_send(redis_server, redis_cli
             # the same job sent through Celery, under the same id, for comparison
             text = direct.hook.bgcb_load(job_id=job_id)
             through_celery.hook.bgcb_enqueue(
-                job_id=job_id, job=text, data="{}", timeout=job.timeout, ttl=60, lane=None, priority=None
+                job_id=job_id, job=text, data="{}", timeout=job.timeout, ttl=60, lane=None, priority=None, cap=None
             )
             sent = _message(redis_client.lpop(queue))
             for message in (pushed, sent):

@@ -336,8 +336,8 @@ def test_ordered_jobs_queue_in_the_cores_order_and_a_stop_revokes_the_ticket_tha
     assert [jobs.status(j).position for j in (*alice, bob)] == [0, 2, 3, 1], "bob's turn comes second"
     assert all(m["kwargs"].get("ordered") for m in fake.sent), "every message of an ordering process is a ticket"
     order = jobs.plugin.store.places.order
-    assert order.pop(alice[0]) == alice[0]
-    assert order.pop(alice[1]) == bob, "alice's second ticket runs bob's job"
+    assert order.pop(alice[0]) == (alice[0], False), "no running cap: not counted"
+    assert order.pop(alice[1]) == (bob, False), "alice's second ticket runs bob's job"
     assert order.task_of(bob) == alice[1] and order.task_of(alice[0]) == alice[0]
     jobs.plugin.store.beat("host:1", 1, [bob], [])
     _running(jobs, bob)

@@ -25,7 +25,8 @@ class ObserverSpec:
 
     @hookspec
     def bgcb_job_started(self, job_id: str, job: Job) -> None:
-        """A worker claimed the job and starts running it. Called in the worker, at most once per job."""
+        """A worker claimed the job and starts running it. Called in the worker, once per run: a job run
+        again later (``bgcb.retry_later``, ``retries=``) starts again, and ends only once."""
 
     @hookspec
     def bgcb_job_finished(self, job_id: str, job: Job, outcome: Outcome, state: State, seconds: float) -> None:

@@ -18,13 +18,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from bgcb import Stored, hookimpl
+from bgcb import Counts, Stored, hookimpl
 from bgcb.checks import Check
 from bgcb.hookspecs import Role
 from bgcb.lifecycle import Lifecycle
 
 from . import config, defaults, presence, worker
 from .config import Config, redact
+from .later import Later, limits_for
 from .places import OrderedQueue
 from .publish import DirectPublisher
 from .store import RedisStore, StoreUnavailable, stored_for_outage
@@ -53,6 +54,7 @@ class CeleryBackend:
         #: Builds task messages the store pushes itself (the broker is the store's Redis), else None.
         self._publisher: DirectPublisher | None = None
         self._serving: presence.Serving | None = None
+        self._later: Later | None = None
 
     # -- the parts, once configured ----------------------------------------------------------
 
@@ -75,6 +77,11 @@ class CeleryBackend:
     def jobs(self) -> Lifecycle:
         assert self._jobs is not None, "bgcb-celery: the backend is not configured"
         return self._jobs
+
+    @property
+    def later(self) -> Later:
+        assert self._later is not None, "bgcb-celery: the backend is not configured"
+        return self._later
 
     @property
     def celery(self) -> Any:
@@ -103,10 +110,14 @@ class CeleryBackend:
         self._store.places.order = OrderedQueue(self._store, self.queue)
         self._store.places.ordering = lambda: jobs.ordered
         self._runner = worker.JobRunner(self._store, jobs, self.config.store_id)
-        presence.register(self.celery, self._store, self.queue)
         self._serving = presence.Serving(self._store, self.queue)
         if self.config.direct_publish and self.config.broker_list is not None:
             self._publisher = DirectPublisher(self.celery, self.queue, self.config.broker_list)
+        grace = jobs.settings["cancel_grace"]
+        self._later = Later(self._store, self.celery, self.queue, self.store_id, self._publisher, grace)
+        self._later.payloads = self._runner.payloads.get
+        self._runner.later = self._later
+        presence.register(self.celery, self._store, self.queue, tick=self._later.tick)
         worker.register_task(self.config.celery)
         self._runner.register()
 
@@ -141,16 +152,19 @@ class CeleryBackend:
 
     @hookimpl
     def bgcb_enqueue(
-        self, job_id: str, job: str, data: str, timeout: float | None, ttl: float, lane: str | None, priority: int | None
+        self,
+        job_id: str,
+        job: str,
+        data: str,
+        timeout: float | None,
+        ttl: float,
+        lane: str | None,
+        priority: int | None,
+        cap: int | None,
     ) -> None:
-        limits: dict[str, float] = {}
-        if timeout:
-            # Celery's soft limit raises SoftTimeLimitExceeded in the callback (the core records a timeout);
-            # the hard limit kills a callback that ignores it.
-            hard = timeout + self.jobs.settings["cancel_grace"] + defaults.HARD_LIMIT_MARGIN
-            limits = {"soft_time_limit": timeout, "time_limit": hard}
+        limits = limits_for(timeout, self.jobs.settings["cancel_grace"])
         kwargs: dict[str, Any] = {"store": self.store_id, **({"job": job} if len(job) <= defaults.MESSAGE_JOB_MAX else {})}
-        place = None if lane is None else (lane, int(priority or 0))
+        place = None if lane is None else (lane, int(priority or 0), cap)
         if place is not None:
             kwargs["ordered"] = True  # the message is a ticket: its worker runs the next job in the core's order
         if self._publisher is not None:  # record, payload, place and message in one round trip
@@ -177,6 +191,15 @@ class CeleryBackend:
                 "Start the broker or set BGCB_CELERY_BROKER_URL (or the celery_app option) to a running one."
             ) from exc
         self._remember(job_id, Stored("queued", data))
+
+    @hookimpl
+    def bgcb_defer(self, job_id: str, delay: float, lane: str | None, priority: int | None, cap: int | None) -> None:
+        """A Celery message with ``countdown=delay`` (see :mod:`.later`); the worker returns at once."""
+        self.later.defer(job_id, delay, lane, priority, cap, ran=job_id in self.runner.capped)
+
+    @hookimpl
+    def bgcb_counts(self, lane: str) -> Counts | None:
+        return self.later.counts(lane)
 
     @hookimpl
     def bgcb_read(self, job_id: str, drain: bool) -> Stored | None:
@@ -256,7 +279,7 @@ class CeleryBackend:
 
     @hookimpl
     def bgcb_capabilities(self) -> list[str]:
-        return ["ordering"]
+        return ["ordering", "running_limits", "deferral"]
 
     @hookimpl
     def bgcb_capacity(self) -> int | None:
@@ -300,28 +323,7 @@ class CeleryBackend:
 
     @hookimpl
     def bgcb_check(self) -> list[Check]:
-        cfg = self.config
-        checks = []
-        try:
-            self.store.redis.ping()
-            checks.append(Check(True, f"Redis job store at {redact(cfg.store_url)}"))
-        except Exception as exc:
-            checks.append(Check(False, f"Redis job store at {redact(cfg.store_url)}", self.store.unreachable(exc)))
-        try:
-            with self.celery.connection_for_write() as conn:
-                conn.ensure_connection(max_retries=1, timeout=2)
-            checks.append(Check(True, f"Celery broker at {redact(cfg.broker_url)}"))
-        except Exception as exc:
-            fix = f"{exc!r}: start the broker, or point BGCB_CELERY_BROKER_URL (or the celery_app option) at a running one"
-            checks.append(Check(False, f"Celery broker at {redact(cfg.broker_url)}", fix))
-        serving = self._serving() if self._serving is not None else None
-        what = f"a worker serving queue {cfg.queue!r}"
-        if serving:
-            checks.append(Check(True, what))
-        else:
-            fix = f"start one: `bgcb worker APP_MODULE`, or `celery -A APP_MODULE:celery_app worker -Q {cfg.queue}`"
-            checks.append(Check(False, what, fix if serving is False else "cannot tell (Redis unreachable)"))
-        return checks
+        return presence.checks(self.config, self.store, self._serving)
 
     # -- cache, listing, secret -------------------------------------------------------------------
 

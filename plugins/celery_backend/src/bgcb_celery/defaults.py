@@ -44,6 +44,14 @@ IDLE_BEATS = 10.0
 PRESENCE_EVERY = 5.0
 PRESENCE_TTL = 15.0
 PRESENCE_FRESH = 1.0
+#: Seconds a job taken from the core's order counts against its lane's running cap before its claim;
+#: after it, a job still queued counts no more (its worker died between taking and claiming it).
+CLAIM_GRACE = 60.0
+#: Seconds past its due time after which a deferred job whose message has not arrived is sent again
+#: (a worker that held the delayed message died); workers look every PRESENCE_EVERY seconds.
+LATER_RESEND = 60.0
+#: Most overdue deferred jobs one worker sends again per look.
+LATER_RESEND_MAX = 50
 #: Reads remembered per web process, to answer polls during a short Redis outage.
 REMEMBERED_READS = 4096
 

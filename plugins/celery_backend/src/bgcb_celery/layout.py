@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -38,6 +39,10 @@ class Keys:
 
     def cache(self, cache_key: str) -> str:
         return f"{self.prefix}:cache:{cache_key}"
+
+    def later(self, queue: str) -> str:
+        """Jobs of ``queue`` waiting to be queued again, scored by when they are due (:mod:`.later`)."""
+        return f"{self.prefix}:later:{queue}"
 
     @property
     def secret(self) -> str:
@@ -77,6 +82,14 @@ class Record:
         """``host:pid`` of the process running the job, as the core's data names it (parsed once per read)."""
         name = self._field("worker")
         return name if isinstance(name, str) and name else None
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the job waits to be queued again (``bgcb_defer``): its data's ``retry_at`` is still ahead."""
+        if '"retry_at"' not in self.data:  # most records: no parse
+            return False
+        when = self._field("retry_at")
+        return isinstance(when, int | float) and when > time.time()
 
     @property
     def submitted_at(self) -> float:

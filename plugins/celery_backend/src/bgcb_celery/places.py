@@ -1,6 +1,6 @@
 """Where a queued job stands: its place in the broker's list, or in the core's order kept in Redis.
 
-The order (the ``ORDER_*`` scripts in :mod:`.scripts`) is used when a manager of the web process orders jobs (``owner=`` or
+The order (the scripts of :mod:`.order_scripts`) is used when a manager of the web process orders jobs (``owner=`` or
 ``priority=``; the core then passes ``lane`` and ``priority``). The Celery
 message of such a job is a ticket: the worker that takes it runs whichever
 job comes next in this order (:meth:`OrderedQueue.pop`), which may be
@@ -12,39 +12,51 @@ and cost nothing here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import defaults, scripts
+from . import defaults, order_scripts, scripts
 
 if TYPE_CHECKING:
     from .store import RedisStore
 
 
 class OrderedQueue:
-    """The order of the jobs queued on ``queue``, in the store's Redis."""
+    """The order of the jobs queued on ``queue``, in the store's Redis (:mod:`.order_scripts`)."""
 
     def __init__(self, store: RedisStore, queue: str) -> None:
         self.store = store
         self.base = f"{store.keys.prefix}:order:{queue}"
         redis = store.redis
-        self._push = redis.register_script(scripts.ORDER_PUSH)
-        self._pop = redis.register_script(scripts.ORDER_POP)
-        self._remove = redis.register_script(scripts.ORDER_REMOVE)
-        self._position = redis.register_script(scripts.ORDER_POSITION)
+        self._push = redis.register_script(order_scripts.ORDER_PUSH)
+        self._pop = redis.register_script(order_scripts.ORDER_POP)
+        self._leave = redis.register_script(order_scripts.ORDER_LEAVE)
+        self._unpark = redis.register_script(order_scripts.ORDER_UNPARK)
+        self._counts = redis.register_script(order_scripts.ORDER_COUNTS)
+        self._position = redis.register_script(order_scripts.ORDER_POSITION)
 
-    def push_in(self, pipe: Any, job_id: str, lane: str, priority: int) -> None:
+    def push_in(self, pipe: Any, job_id: str, lane: str, priority: int, cap: int | None = None) -> None:
         """Queue ``job_id`` inside ``pipe`` (the enqueue's round trip, before its ticket is pushed)."""
-        self._push(keys=[self.base], args=[job_id, lane, int(priority)], client=pipe)
+        self._push(keys=[self.base], args=[job_id, lane, int(priority), "" if cap is None else int(cap)], client=pipe)
 
-    def pop(self, ticket: str, patient: bool = True) -> str | None:
-        """The next job to run for the worker holding ``ticket`` (a message's task id); None when nothing
-        is queued. When it is another job, the ticket is noted against it, so that a hard stop revokes
-        the task that runs it (revoking the job's own id would drop its ticket and strand a job)."""
-        job = self.store.call(lambda: self._pop(keys=[self.base]), patient)
-        if job and job != ticket:
+    def _live(self) -> list[str | int]:
+        """The arguments the scripts that count running jobs take first (``LIVE`` in :mod:`.order_scripts`)."""
+        keys = self.store.keys
+        return [int(time.time() * 1000), keys.rec(""), keys.worker(""), int(defaults.CLAIM_GRACE * 1000)]
+
+    def pop(self, ticket: str, patient: bool = True) -> tuple[str, bool] | None:
+        """The next job to run for the worker holding ``ticket`` (a message's task id), and whether it
+        counts against its lane's running cap (then :meth:`leave` must follow its end); None when
+        nothing can start (every lane full: the ticket is kept back, see ``ORDER_POP``). When it is
+        another job, the ticket is noted against it, so that a hard stop revokes the task that runs it
+        (revoking the job's own id would drop its ticket and strand a job)."""
+        job, flag = self.store.call(lambda: self._pop(keys=[self.base], args=self._live()), patient)
+        if not job:
+            return None
+        if job != ticket:
             self.store.call(lambda: self.store.redis.set(self.ticket_key(str(job)), ticket, ex=86400), patient)
-        return str(job) if job else None
+        return str(job), flag == "1"
 
     def ticket_key(self, job_id: str) -> str:
         return f"{self.base}:ticket:{job_id}"
@@ -54,8 +66,21 @@ class OrderedQueue:
         ticket = self.store.call(lambda: self.store.redis.get(self.ticket_key(job_id)))
         return str(ticket) if ticket else job_id
 
-    def remove(self, job_id: str) -> bool:
-        return bool(self.store.call(lambda: self._remove(keys=[self.base], args=[job_id])))
+    def leave(self, job_id: str, patient: bool = False) -> int:
+        """``job_id`` leaves the queue and its lane's running jobs ("" : neither); returns how many kept-back
+        tickets to send again (then :meth:`unpark` them)."""
+        return int(self.store.call(lambda: self._leave(keys=[self.base], args=[*self._live(), job_id]), patient))
+
+    def unpark(self, sent: int, patient: bool = False) -> None:
+        self.store.call(lambda: self._unpark(keys=[self.base], args=[sent]), patient)
+
+    def parked_key(self) -> str:
+        return f"{self.base}:parked"
+
+    def counts(self, lane: str, later: str) -> tuple[int, int, int]:
+        """Queued ids (those deferred under ``later`` included), queued ids of ``lane``, its running jobs."""
+        found = self.store.call(lambda: self._counts(keys=[self.base, later], args=[*self._live(), lane]))
+        return int(found[0]), int(found[1]), int(found[2])
 
     def position(self, job_id: str) -> int | None:
         """The place in the core's order; None when the job is not queued here."""
@@ -72,6 +97,9 @@ class Places:
         self._scan = store.redis.register_script(scripts.POSITION)
         self.order: OrderedQueue | None = None
         self.ordering: Callable[[], bool] = lambda: False
+        #: Send this many kept-back tickets again (:mod:`.later` sets it), and forget a deferred job.
+        self.tickets: Callable[[int], None] = lambda sent: None
+        self.deferred: Callable[[str], None] = lambda job_id: None
 
     def _ordered(self) -> OrderedQueue | None:
         return self.order if self.order is not None and self.ordering() else None
@@ -81,14 +109,18 @@ class Places:
         place = order.position(job_id) if order is not None else None
         return self.broker_position(job_id) if place is None else place
 
-    def unqueue(self, job_id: str) -> None:
-        """A job left "queued" (or may have) before a worker took it: its place goes. In the core's
-        order only its place: tickets are interchangeable, and one more than places is harmless (a
-        worker finds nothing), one fewer would strand a job. Otherwise its own message too."""
+    def unqueue(self, job_id: str, expect: Sequence[str], data: str) -> None:
+        """A job the web ended (cancel, lost) leaves the queue. In the core's order its place and its
+        lane's running count go (kept-back tickets are sent again when that frees room), not its
+        message: tickets are interchangeable, and one more than places is harmless (a worker finds
+        nothing), one fewer would strand a job. Otherwise its own message goes, when it was queued. A
+        job cancelled while it waited to run again (its data has ``retry_at``) leaves that wait too."""
+        if '"retry_at"' in data:
+            self.deferred(job_id)
         order = self._ordered()
         if order is not None:
-            order.remove(job_id)
-        else:
+            self.tickets(order.leave(job_id))
+        elif "queued" in expect:
             self.broker_position(job_id, remove=True)
 
     def broker_position(self, job_id: str, remove: bool = False) -> int | None:
@@ -97,6 +129,6 @@ class Places:
         queue = self.store.broker_list
         if queue is None:
             return None
-        args = [job_id, defaults.POSITION_SCAN, int(remove)]
+        args: list[str | int] = [job_id, defaults.POSITION_SCAN, int(remove)]
         found = int(self.store.call(lambda: self._scan(keys=[queue], args=args)))
         return None if found == -2 else max(0, found)

@@ -17,25 +17,34 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
+from bgcb.checks import Check
+
 from . import defaults
+from .config import Config, redact
 from .store import RedisStore
 
 log = logging.getLogger("bgcb.celery")
 
 #: (store, queue) of every backend configured in this process: what a worker here announces.
 _served: list[tuple[RedisStore, str]] = []
+#: Periodic looks of those backends, by id of their store (deferred messages overdue, kept-back tickets).
+_ticks: dict[int, Callable[[], None]] = {}
 _lock = threading.Lock()
 _connected = False
 
 
-def register(celery: Any, store: RedisStore, queue: str) -> None:
-    """Remember a backend's queue, and have this process announce it should it become a Celery worker."""
+def register(celery: Any, store: RedisStore, queue: str, tick: Callable[[], None] | None = None) -> None:
+    """Remember a backend's queue, and have this process announce it should it become a Celery worker;
+    ``tick`` runs with each announcement (:meth:`bgcb_celery.later.Later.tick`)."""
     global _connected
     with _lock:
         if all(s is not store for s, _ in _served):
             _served.append((store, queue))
+        if tick is not None:
+            _ticks[id(store)] = tick
         if _connected:
             return
         _connected = True
@@ -48,6 +57,7 @@ def register(celery: Any, store: RedisStore, queue: str) -> None:
 def unregister(store: RedisStore) -> None:
     with _lock:
         _served[:] = [(s, q) for s, q in _served if s is not store]
+        _ticks.pop(id(store), None)
 
 
 def _consumed(sender: Any) -> set[str] | None:
@@ -85,6 +95,13 @@ class _Announcer:
                 pipe.execute()
             except Exception as exc:  # Redis away: the next beat retries
                 log.debug("bgcb-celery: could not announce queue %s (%s)", queue, exc)
+                continue
+            tick = _ticks.get(id(store))
+            try:
+                if tick is not None:
+                    tick()
+            except Exception:  # the next beat retries
+                log.warning("bgcb-celery: the look for overdue deferred jobs of queue %s failed", queue, exc_info=True)
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -151,3 +168,28 @@ class Serving:
             size = text.rsplit(":", 1)[-1]
             total += int(size) if size.isdigit() and text.count(":") >= 2 else 1
         return total or None
+
+
+def checks(cfg: Config, store: RedisStore, serving: Serving | None) -> list[Check]:
+    """``bgcb doctor``: the Redis store, the broker, and a worker serving the queue."""
+    checks = []
+    try:
+        store.redis.ping()
+        checks.append(Check(True, f"Redis job store at {redact(cfg.store_url)}"))
+    except Exception as exc:
+        checks.append(Check(False, f"Redis job store at {redact(cfg.store_url)}", store.unreachable(exc)))
+    try:
+        with cfg.celery.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        checks.append(Check(True, f"Celery broker at {redact(cfg.broker_url)}"))
+    except Exception as exc:
+        fix = f"{exc!r}: start the broker, or point BGCB_CELERY_BROKER_URL (or the celery_app option) at a running one"
+        checks.append(Check(False, f"Celery broker at {redact(cfg.broker_url)}", fix))
+    served = serving() if serving is not None else None
+    what = f"a worker serving queue {cfg.queue!r}"
+    if served:
+        checks.append(Check(True, what))
+    else:
+        fix = f"start one: `bgcb worker APP_MODULE`, or `celery -A APP_MODULE:celery_app worker -Q {cfg.queue}`"
+        checks.append(Check(False, what, fix if served is False else "cannot tell (Redis unreachable)"))
+    return checks

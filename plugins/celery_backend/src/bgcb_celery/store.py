@@ -145,7 +145,13 @@ class RedisStore:
     # -- records ---------------------------------------------------------------------
 
     def enqueue(
-        self, job_id: str, job: str, data: str, ttl: float, message: str | None = None, lane: tuple[str, int] | None = None
+        self,
+        job_id: str,
+        job: str,
+        data: str,
+        ttl: float,
+        message: str | None = None,
+        lane: tuple[str, int, int | None] | None = None,
     ) -> None:
         """Store the record and the job text (and with ``lane``, its place in the core's order); with
         ``message``, push it onto the broker list after them (same round trip, in order: a worker never
@@ -215,7 +221,8 @@ class RedisStore:
     def _stored(self, job_id: str, rec: Record, drained: list[str], beat: str | None) -> Stored:
         """The read of ``rec``: its queue place while queued, whether its worker still runs it while running."""
         if rec.state == "queued":
-            return Stored(rec.state, rec.data, position=self.places.position(job_id))
+            # No place while it waits to run again (bgcb_defer): it is in no queue yet.
+            return Stored(rec.state, rec.data, position=None if rec.waiting else self.places.position(job_id))
         worker = rec.worker if rec.state == "running" else None
         if worker is None:
             return Stored(rec.state, rec.data, drained)
@@ -254,8 +261,8 @@ class RedisStore:
         done = bool(self.call(lambda: self._cas(keys=[self.keys.rec(job_id)], args=args), patient))
         if done and not ran_here and state not in ("queued", "running"):  # a cancel, a lost job, the kit
             self.call(lambda: self.redis.pexpire(self.keys.payload(job_id), _ms(ttl)), patient)  # the text goes with it
-            if "queued" in expect and not patient:
-                self.places.unqueue(job_id)
+            if not patient:
+                self.places.unqueue(job_id, expect, data)
         return done
 
     def append(self, job_id: str, update: str, ttl: float) -> None:

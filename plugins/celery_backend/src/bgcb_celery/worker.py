@@ -15,13 +15,16 @@ import logging
 import os
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bgcb.lifecycle import Lifecycle, worker_name
 
 from . import defaults
 from .defaults import TASK_NAME
 from .store import RedisStore, StoreUnavailable
+
+if TYPE_CHECKING:
+    from .later import Later
 
 log = logging.getLogger("bgcb.celery")
 
@@ -42,7 +45,15 @@ def register_task(celery: Any) -> None:
     )(run_job)
 
 
-def run_job(job_id: str, *legacy: Any, store: str = "", job: str | None = None, ordered: bool = False) -> str:
+def run_job(
+    job_id: str,
+    *legacy: Any,
+    store: str = "",
+    job: str | None = None,
+    ordered: bool = False,
+    ticket: str | None = None,
+    later: list[Any] | None = None,
+) -> str:
     """The body of ``bgcb.run_job``: run the job with the backend of ``store``.
 
     ``job`` is the job's text, carried in the message so that the worker
@@ -50,17 +61,23 @@ def run_job(job_id: str, *legacy: Any, store: str = "", job: str | None = None, 
     messages of bgcb-celery 0.1 carried (their jobs have no record in this
     layout and are skipped). Returns how the job ended, for Celery's own log line
     ("succeeded" there means only that the task ran; bgcb logs each outcome itself).
-    With ``ordered``, the message is a ticket: the job run is the next in the
-    core's order (:mod:`bgcb_celery.places`), which may be another's.
+    With ``ordered``, the message is a ticket (its task id is ``ticket``, else the
+    job id): the job run is the next in the core's order (:mod:`bgcb_celery.places`),
+    which may be another's. ``later`` ([lane, priority, cap]) marks the delayed
+    message of a deferred job (:mod:`bgcb_celery.later`): it arrives first.
     """
     runner = _runner_for(store, job_id)
+    if later is not None:
+        runner.arrive(job_id, later)
+    capped = False
     if ordered:
-        chosen = runner.next_ordered(job_id)
+        chosen = runner.next_ordered(ticket or job_id)
         if chosen is None:
-            return "nothing to run: every queued job already has a worker"
-        if chosen != job_id:
-            job_id, job = chosen, None  # its text is in Redis
-    return runner.run(job_id, job)
+            return "nothing to run: every queued job already has a worker, or its owner's limit runs"
+        if chosen[0] != job_id:
+            job_id, job = chosen[0], None  # its text is in Redis
+        capped = chosen[1]
+    return runner.run(job_id, job, capped)
 
 
 def _runner_for(store: str, job_id: str) -> JobRunner:
@@ -183,6 +200,10 @@ class JobRunner:
         self.beats: dict[str, int] = {}
         self.claimed: set[str] = set()
         self.appended: set[str] = set()
+        #: Jobs running here that count against their lane's running cap (bgcb_defer gives their room back);
+        #: the deferral and kept-back tickets of this backend (set by it).
+        self.capped: set[str] = set()
+        self.later: Later | None = None
         self._lock = threading.Lock()
 
     def register(self) -> None:
@@ -195,8 +216,9 @@ class JobRunner:
                 del _registry[self.store_id]
         self.heart.close()
 
-    def next_ordered(self, ticket: str) -> str | None:
-        """The next job in the core's order (the worker of ``ticket`` asks); None when none is queued."""
+    def next_ordered(self, ticket: str) -> tuple[str, bool] | None:
+        """The next job in the core's order (the worker of ``ticket`` asks) and whether it counts against
+        its lane's running cap; None when none can start."""
         from celery.exceptions import Reject
 
         order = self.store.places.order
@@ -208,7 +230,31 @@ class JobRunner:
             log.error("bgcb-celery: cannot take the next job (%s); returning the ticket to the queue", exc)
             raise Reject(str(exc), requeue=True) from exc
 
-    def run(self, job_id: str, payload: str | None = None) -> str:
+    def arrive(self, job_id: str, later: list[Any]) -> None:
+        """The delayed message of a deferred job came (:meth:`bgcb_celery.later.Later.arrive`)."""
+        from celery.exceptions import Reject
+
+        if self.later is None:
+            return
+        lane, priority, cap = (list(later) + [None, None, None])[:3]
+        try:
+            self.later.arrive(job_id, lane, priority, cap)
+        except StoreUnavailable as exc:
+            log.error("bgcb-celery: cannot queue job %s again (%s); returning its message to the queue", job_id, exc)
+            raise Reject(str(exc), requeue=True) from exc
+
+    def _finished(self, job_id: str) -> None:
+        """A job that counted against its lane's cap stopped running here: the lane has room (kept-back
+        tickets go again). A failure here is repaired by the workers' periodic look."""
+        order = self.store.places.order
+        if order is None or self.later is None:
+            return
+        try:
+            self.later.tickets(order.leave(job_id, patient=True))
+        except StoreUnavailable as exc:
+            log.error("bgcb-celery: could not release job %s's place in its owner's running limit (%s)", job_id, exc)
+
+    def run(self, job_id: str, payload: str | None = None, capped: bool = False) -> str:
         from celery.exceptions import Reject, SoftTimeLimitExceeded
 
         with self._lock:
@@ -225,10 +271,14 @@ class JobRunner:
                 log.error("bgcb-celery: cannot start job %s (%s); returning it to the queue", job_id, exc)
                 raise Reject(str(exc), requeue=True) from exc
             ended = "not run: cancelled, lost or expired before it started"
+            again = False  # deferred (bgcb_defer): its payload stays, its cap's room was given back there
+            if capped:
+                self.capped.add(job_id)
             try:
                 outcome = self.jobs.execute(job_id, stop_errors=(SoftTimeLimitExceeded,))
+                again = outcome is not None and outcome.kind == "retry"
                 if outcome is not None:
-                    ended = f"job {outcome.state.value}"
+                    ended = f"job {outcome.state.value}" if not again else "to run again later"
             except StoreUnavailable as exc:
                 if job_id not in self.claimed:
                     log.error("bgcb-celery: cannot claim job %s (%s); returning it to the queue", job_id, exc)
@@ -241,8 +291,11 @@ class JobRunner:
             finally:
                 # A run that did not claim the job (cancelled or expired before it started, or a
                 # duplicate message of a job another worker runs) leaves its payload alone.
-                self.heart.stop(job_id, ended=job_id in self.claimed)
+                self.heart.stop(job_id, ended=job_id in self.claimed and not again)
+                if capped and not again:
+                    self._finished(job_id)
         finally:
+            self.capped.discard(job_id)
             self.executing.discard(job_id)
             self.payloads.pop(job_id, None)
             self.beats.pop(job_id, None)
