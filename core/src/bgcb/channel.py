@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import defaults
-from .jobs import State, progress_update, props_update
+from . import defaults, observers
+from .jobs import Job, State, progress_update, props_update
 from .record import dumps
 
 if TYPE_CHECKING:
@@ -21,9 +21,12 @@ class StoreChannel:
     per update and a state read at most five times a second.
     """
 
-    def __init__(self, jobs: Lifecycle, job_id: str) -> None:
+    def __init__(self, jobs: Lifecycle, job_id: str, job: Job | None = None) -> None:
         self.jobs = jobs
         self.job_id = job_id
+        self.job = job
+        #: Whether an observer hears updates (asked once per run: updates may come every millisecond).
+        self.heard = job is not None and observers.wanted("bgcb_job_update")
         self.count = 0
         self._state = State.RUNNING
         self._read_at = time.monotonic()  # the claim just saw it start
@@ -31,6 +34,8 @@ class StoreChannel:
     def _append(self, update: dict[str, Any]) -> None:
         self.jobs.hook.bgcb_append(job_id=self.job_id, update=dumps(update), ttl=self.jobs.settings["job_ttl"])
         self.count += 1
+        if self.heard and self.job is not None:
+            observers.update(self.job_id, self.job, update)
 
     def progress(self, value: list[Any]) -> None:
         self._append(progress_update(value))

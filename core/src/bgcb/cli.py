@@ -129,6 +129,17 @@ def _worker(args: argparse.Namespace) -> int:
     module = app_module(args.app)
     backend = app_backend(module, explicit_backend(args))
     print(f"bgcb worker: serving {describe(backend)} for {module}", file=sys.stderr)
+    from . import observers
+
+    if args.log_events:
+        import logging
+
+        from .eventlog import log as event_log
+
+        event_log.setLevel(logging.INFO)
+        if not logging.getLogger().handlers:
+            logging.basicConfig(level=logging.INFO, format="%(message)s")
+    observers.worker_process(args.metrics_port)  # observers that expose metrics serve them on --metrics-port
     if not backend.run_worker(module):
         print(f"backend '{backend.name}' has no worker to start", file=sys.stderr)
         return 1
@@ -173,6 +184,15 @@ def parser(with_options: bool = False) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     worker.add_argument("app", metavar="APP_MODULE", help="module that defines the Dash app (app for app.py, or pkg.app)")
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve the installed observers' metrics on this port (bgcb-prometheus: /metrics)",
+    )
+    worker.add_argument(
+        "--log-events", action="store_true", help="log one line per job transition (logger bgcb.events; BGCB_LOG_EVENTS=1)"
+    )
     worker.set_defaults(func=_worker)
     from . import cli_inspect
 

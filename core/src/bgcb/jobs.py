@@ -111,6 +111,8 @@ class Job:
     retry_delay: float = 1.0
     #: Jobs of its owner that may run at once (``max_running_per_owner``), or None: no limit.
     running_cap: int | None = None
+    #: What observers carry from the submitting request to the worker (``bgcb_job_carry``: a trace context).
+    carry: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return _fields(self)

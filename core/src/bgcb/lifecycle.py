@@ -96,6 +96,7 @@ class Lifecycle(Scheduling):
 
     def prepare(self, job: Job) -> Queued:
         """Mint the id and encode ``job`` (no I/O): on async servers :meth:`enqueue` then runs off the event loop."""
+        observers.carry(job)  # in the submitting request: what observers take to the worker (a trace context)
         data = Data(
             submitted_at=job.submitted_at,
             timeout=job.timeout,
@@ -250,7 +251,8 @@ class Lifecycle(Scheduling):
         clock = time.monotonic()
         watching = self.abandonment.watch(job_id, job)
         try:
-            outcome = run(job, StoreChannel(self, job_id), stop_errors=stop_errors)
+            with observers.running(job_id, job):
+                outcome = run(job, StoreChannel(self, job_id, job), stop_errors=stop_errors)
         finally:
             if watching is not None:
                 watching()

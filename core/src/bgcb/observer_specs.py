@@ -11,7 +11,10 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from .jobs import Job, Outcome, State
+    from collections.abc import Mapping
+    from contextlib import AbstractContextManager
+
+    from .jobs import Job, Outcome, State, Update
 
 hookspec = pluggy.HookspecMarker("bgcb")
 
@@ -42,3 +45,37 @@ class ObserverSpec:
     @hookspec
     def bgcb_job_cancelled(self, job_id: str, job: Job) -> None:
         """A cancel ended the job (before ``bgcb_job_finished`` for it). Called in the web process, once."""
+
+    @hookspec
+    def bgcb_job_carry(self, job: Job) -> Mapping[str, str] | None:
+        """Text to carry from the submitting request to the worker (a trace context, a request id).
+
+        Called in the web process, in the request that submits ``job``, before
+        it is stored; the entries of every observer's answer are merged into
+        ``job.carry``, which the worker's events then see. Keep it small: it
+        travels with every job.
+        """
+
+    @hookspec
+    def bgcb_job_running(self, job_id: str, job: Job) -> AbstractContextManager[object] | None:
+        """A context manager to run the callback inside (a tracing span), or None.
+
+        Called in the worker for each run, after ``bgcb_job_started``; the core
+        enters every observer's answer around the callback and leaves them when
+        it returns or raises, in the callback's own thread and context.
+        """
+
+    @hookspec
+    def bgcb_job_update(self, job_id: str, job: Job, update: Update) -> None:
+        """The callback reported progress or called set_props (``update["type"]``: ``"progress"`` or
+        ``"props"``). Called in the worker, in the callback's thread, after the update was stored."""
+
+    @hookspec
+    def bgcb_job_deferred(self, job_id: str, job: Job, seconds: float, attempt: int) -> None:
+        """A run ended and the job waits ``seconds`` to run again (``bgcb.retry_later``, or a failure with
+        ``retries`` left); ``attempt`` is the number of the next run. Called in the worker."""
+
+    @hookspec
+    def bgcb_worker_process(self, metrics_port: int | None) -> None:
+        """A ``bgcb worker`` process starts (before its backend runs jobs). ``metrics_port`` is its
+        ``--metrics-port`` option, None unless given: an observer that exposes metrics serves them there."""

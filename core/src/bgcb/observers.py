@@ -9,6 +9,7 @@ first time the registry is used.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -22,9 +23,10 @@ import pluggy
 
 from . import defaults, hookspecs
 from .errors import BackendLoadError
+from .eventlog import EVENT_LOG
 
 if TYPE_CHECKING:
-    from .jobs import Job, Outcome, State
+    from .jobs import Job, Outcome, State, Update
 
 OBSERVER_GROUP = "bgcb.plugins"
 
@@ -43,6 +45,7 @@ def manager() -> pluggy.PluginManager:
             pm = pluggy.PluginManager(hookspecs.PROJECT)
             pm.add_hookspecs(hookspecs.ObserverSpec)
             trace(pm, "observers")
+            pm.register(EVENT_LOG, name="bgcb.events")  # the structured log of transitions (quiet by default)
             for ep in metadata.entry_points(group=OBSERVER_GROUP):
                 try:
                     plugin = ep.load()
@@ -85,8 +88,10 @@ def _emit(event: str, **kwargs: Any) -> None:
 
 
 def wanted(event: str) -> bool:
-    """Whether any observer listens to ``event`` (so the core can skip loading the job)."""
-    return bool(getattr(manager().hook, event).get_hookimpls())
+    """Whether any observer listens to ``event`` (so the core can skip loading the job); the event log
+    listens only while its logger is on."""
+    impls = getattr(manager().hook, event).get_hookimpls()
+    return any(impl.plugin is not EVENT_LOG or EVENT_LOG.enabled() for impl in impls)
 
 
 def submitted(job_id: str, job: Job) -> None:
@@ -103,6 +108,45 @@ def finished(job_id: str, job: Job, outcome: Outcome, state: State, seconds: flo
 
 def cancelled(job_id: str, job: Job) -> None:
     _emit("bgcb_job_cancelled", job_id=job_id, job=job)
+
+
+def carry(job: Job) -> None:
+    """Merge what observers carry to the worker into ``job.carry`` (web process, submitting request)."""
+    caller = manager().hook.bgcb_job_carry
+    if not caller.get_hookimpls():
+        return
+    try:
+        for entries in caller(job=job):
+            job.carry.update({str(k): str(v) for k, v in dict(entries or {}).items()})
+    except Exception:
+        log.exception("bgcb: an observer failed to carry data for a job")
+
+
+def running(job_id: str, job: Job) -> contextlib.AbstractContextManager[object]:
+    """The observers' context managers for one run of the callback, entered together (worker)."""
+    caller = manager().hook.bgcb_job_running
+    if not caller.get_hookimpls():
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    try:
+        for context in caller(job_id=job_id, job=job):
+            if context is not None:
+                stack.enter_context(context)
+    except Exception:
+        log.exception("bgcb: an observer failed to wrap job %s", job_id)
+    return stack
+
+
+def update(job_id: str, job: Job, change: Update) -> None:
+    _emit("bgcb_job_update", job_id=job_id, job=job, update=change)
+
+
+def deferred(job_id: str, job: Job, seconds: float, attempt: int) -> None:
+    _emit("bgcb_job_deferred", job_id=job_id, job=job, seconds=seconds, attempt=attempt)
+
+
+def worker_process(metrics_port: int | None) -> None:
+    _emit("bgcb_worker_process", metrics_port=metrics_port)
 
 
 def ended(job_id: str, load: Callable[[], str | None], outcome: Outcome, seconds: float) -> None:

@@ -21,7 +21,7 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, NoReturn
 
-from . import defaults
+from . import defaults, observers
 from .jobs import Job, Outcome, State
 from .record import Data
 
@@ -118,6 +118,7 @@ class Retrying:
             failed = Outcome.failure(f"bgcb: this job was to run again in {seconds:g} s, but the queue refused it: {exc}")
             jobs.end_queued(job_id, failed)
             return failed
+        observers.deferred(job_id, job, seconds, attempt)
         why = outcome.error.get("msg", "") if outcome.error else ""
         log.info("bgcb: job %s will run again in %.3g s (attempt %d)%s", job_id, seconds, attempt, f": {why}" if why else "")
         return Outcome.retry(seconds, why)
