@@ -55,6 +55,10 @@ class Heard:
     def bgcb_job_finished(self, job_id, job, outcome, state, seconds) -> None:
         self.seen.append(("finished", state.value))
 
+    @bgcb.hookimpl
+    def bgcb_job_ran(self, job_id, job, outcome, state) -> None:
+        self.seen.append(("ran", state.value))
+
 
 @pytest.fixture
 def backend() -> Iterator[provider.Backend]:
@@ -87,7 +91,7 @@ def test_carried_entries_reach_the_worker_and_the_run_is_wrapped(backend, heard)
     job_id = backend.submit(_kit_job("progress", 2))
     assert _end(backend, job_id) is State.SUCCEEDED
     kinds = [k for k, _ in heard.seen]
-    assert kinds == ["started", "enter", "update", "update", "exit", "finished"], heard.seen
+    assert kinds == ["started", "enter", "update", "update", "finished", "ran", "exit"], heard.seen
     assert heard.seen[0][1] == {"traceparent": "00-abc-def-01"} and heard.seen[1][1] == "00-abc-def-01"
 
 
@@ -96,6 +100,7 @@ def test_a_deferred_run_is_heard_and_the_job_ends_once(backend, heard, tmp_path:
     assert _end(backend, job_id) is State.SUCCEEDED
     kinds = [k for k, _ in heard.seen]
     assert kinds.count("started") == 2 and kinds.count("finished") == 1 and ("deferred", 2) in heard.seen, heard.seen
+    assert [v for k, v in heard.seen if k == "ran"] == ["queued", "succeeded"]
 
 
 def test_the_event_log_writes_one_structured_record_per_transition(backend, caplog) -> None:

@@ -248,19 +248,25 @@ class Lifecycle(Scheduling):
         if not self.cas(job_id, State.QUEUED.value, State.RUNNING, data):
             return None  # cancelled (or declared lost) before it started
         observers.started(job_id, job)
-        clock = time.monotonic()
-        watching = self.abandonment.watch(job_id, job)
-        try:
-            with observers.running(job_id, job):
+        with observers.running(job_id, job):  # observers' contexts (a tracing span) cover the run and its record
+            clock = time.monotonic()
+            watching = self.abandonment.watch(job_id, job)
+            try:
                 outcome = run(job, StoreChannel(self, job_id, job), stop_errors=stop_errors)
-        finally:
-            if watching is not None:
-                watching()
+            finally:
+                if watching is not None:
+                    watching()
+            outcome, state = self._settle(job_id, job, data, outcome, clock)
+            observers.ran(job_id, job, outcome, state)
+        return outcome
+
+    def _settle(self, job_id: str, job: Job, data: Data, outcome: Outcome, clock: float) -> tuple[Outcome, State]:
+        """Record how a run ended (or queue the job again); return the outcome and the state the job is now in."""
         again = self.retrying.wanted(job, data, outcome)
         if again is not None:
             outcome = self.retrying.again(job_id, job, data, outcome, again)
             if outcome.kind == "retry":
-                return outcome
+                return outcome, State.QUEUED
         try:
             final = data.ended(outcome).encode()  # the outcome is encoded once, here
         except (TypeError, ValueError) as exc:
@@ -273,10 +279,10 @@ class Lifecycle(Scheduling):
                 self.hook.bgcb_cache_put(cache_key=job.cache_key, outcome=dumps(outcome.to_json()), ttl=ttl)
             observers.finished(job_id, job, outcome, outcome.state, seconds)
             joblog.ran(job_id, job, outcome, seconds)
-        else:
-            stored = self._read(job_id, drain=False)
-            joblog.ended_elsewhere(job_id, job, stored.state if stored else "expired", seconds)
-        return outcome
+            return outcome, outcome.state
+        stored = self._read(job_id, drain=False)  # another process ended it: a cancel, a timeout, a dead worker
+        joblog.ended_elsewhere(job_id, job, stored.state if stored else "expired", seconds)
+        return outcome, State(stored.state) if stored is not None else State.UNKNOWN
 
     def _attempt(self, job_id: str, job: Job) -> int | None:
         """Which run this is, read from the record only for a job that may retry failures (the count

@@ -66,6 +66,13 @@ class ObserverSpec:
         """
 
     @hookspec
+    def bgcb_job_ran(self, job_id: str, job: Job, outcome: Outcome, state: State) -> None:
+        """A run of the job in this worker is over: ``outcome`` is what the run gave, ``state`` the job's
+        state now (that outcome's, ``queued`` when it runs again later, or the state another process ended
+        it in while it ran: cancelled, timed_out, lost). Called in the worker for every run, inside the
+        contexts of ``bgcb_job_running``, after ``bgcb_job_finished`` when this run ended the job."""
+
+    @hookspec
     def bgcb_job_update(self, job_id: str, job: Job, update: Update) -> None:
         """The callback reported progress or called set_props (``update["type"]``: ``"progress"`` or
         ``"props"``). Called in the worker, in the callback's thread, after the update was stored."""

@@ -141,6 +141,10 @@ def update(job_id: str, job: Job, change: Update) -> None:
     _emit("bgcb_job_update", job_id=job_id, job=job, update=change)
 
 
+def ran(job_id: str, job: Job, outcome: Outcome, state: State) -> None:
+    _emit("bgcb_job_ran", job_id=job_id, job=job, outcome=outcome, state=state)
+
+
 def deferred(job_id: str, job: Job, seconds: float, attempt: int) -> None:
     _emit("bgcb_job_deferred", job_id=job_id, job=job, seconds=seconds, attempt=attempt)
 
