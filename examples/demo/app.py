@@ -49,6 +49,7 @@ app = Dash(
     **({"backend": SERVER} if SERVER != "flask" else {}),
 )
 server = app.server
+bgcb.jobs_page(app)  # the live jobs page at /bgcb/jobs (cancel buttons for requests from this machine)
 
 HIDDEN, SHOWN = {"visibility": "hidden"}, {"visibility": "visible"}
 CARD = {"border": "1px solid #ddd", "borderRadius": "8px", "padding": "12px 16px", "margin": "10px 0"}
@@ -68,7 +69,9 @@ app.layout = html.Div(
                 "Backend ",
                 html.Code(manager.backend.name),
                 f" with {manager.backend.options.get('workers', '?')} warm worker process(es). ",
-                "Jobs wait in a FIFO queue when every worker is busy: start a few and watch the queue below.",
+                "Jobs wait in a FIFO queue when every worker is busy: start a few and watch the queue below, or on the ",
+                html.A("live jobs page", href="/bgcb/jobs", target="_blank"),
+                ".",
             ]
         ),
         card(

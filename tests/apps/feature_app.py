@@ -43,6 +43,9 @@ retry_manager = bgcb.manager(retries=2, retry_delay=0.2, **HELD)
 SERVER = os.environ.get("BGCB_TEST_SERVER", "flask")
 app = Dash(__name__, background_callback_manager=manager, **({"backend": SERVER} if SERVER != "flask" else {}))
 server = app.server
+#: The live jobs page, where this machine may cancel; and a copy where no one may.
+bgcb.jobs_page(app)
+bgcb.jobs_page(app, "/bgcb/jobs-readonly", allow=lambda request: False)
 
 
 def _error_text(exc: Exception) -> str:

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -108,7 +109,7 @@ def demo(tmp_path, request):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise AssertionError("the demo did not start") from None
                 time.sleep(0.2)
-        yield url, backend
+        yield url, backend, env
     finally:
         alive = _stop(proc)
         for helper in reversed(helpers):
@@ -149,7 +150,7 @@ def test_progress_bar_with_cancel(demo, browser, tmp_path) -> None:
     """The bar advances, Cancel stops the job (the bar stops where it was) and the buttons come back."""
     from selenium.webdriver.common.by import By
 
-    url, backend = demo
+    url, backend, _ = demo
     run = _page(browser, url, "progress-run")
     bar = browser.find_element(By.ID, "progress-bar")
     cancel = browser.find_element(By.ID, "progress-cancel")
@@ -188,7 +189,7 @@ def test_running_state_progress_graph_error_and_queue(demo, browser) -> None:
     redrawn with each progress report, an error put on the page by on_error, and jobs waiting in the queue."""
     from selenium.webdriver.common.by import By
 
-    url, backend = demo
+    url, backend, _ = demo
     button = _page(browser, url, "disable-btn")
     button.click()
     wait_for(lambda: not button.is_enabled(), 30, "the button disabled while its job runs", interval=0.05)
@@ -251,7 +252,7 @@ def test_a_job_runs_again_later_and_a_job_past_the_limit_is_refused(demo, browse
     the reason on the page (max_queued_per_owner=3), and the jobs already waiting still run."""
     from selenium.webdriver.common.by import By
 
-    url, backend = demo
+    url, backend, _ = demo
     api = _page(browser, url, "api-btn")
     api.click()
     wait_for(lambda: _text(browser, "api-out").startswith("Call 1 answered"), 30, "the first API call", interval=0.05)
@@ -266,7 +267,7 @@ def test_a_job_runs_again_later_and_a_job_past_the_limit_is_refused(demo, browse
     wait_for(lambda: _text(browser, "api-out").startswith("Call 2 answered"), 15, "the second call's answer", interval=0.1)
     assert _text(browser, "api-wait") == "", "the retry text stays after the answer"
 
-    browser.find_element(By.XPATH, "//input[@value='Bob']").click()
+    browser.find_element(By.XPATH, "//*[@id='queue-user']//label[contains(., 'Bob')]").click()
     queue = browser.find_element(By.ID, "queue-btn")
     for _ in range(6):  # two run, three wait, the sixth is one too many
         queue.click()
@@ -281,3 +282,63 @@ def test_a_job_runs_again_later_and_a_job_past_the_limit_is_refused(demo, browse
     table = _text(browser, "queue-table")
     assert table.count("Bob") == 5, f"the five accepted jobs are all listed: {table}"
     print(f"{backend}: retry text {texts[-1]!r}; refusal {refused!r}")
+
+
+def test_the_live_jobs_page_cancels_a_running_job_and_the_dashboard_refuses_when_not_allowed(demo, browser, tmp_path) -> None:
+    """The jobs page mounted in the demo (bgcb.jobs_page(app)) lists the job the demo page started and
+    cancels it with its button (this machine may); ``bgcb dashboard app --allow-cancel no`` shows the
+    same jobs with the buttons off, and refuses a cancel sent anyway."""
+    from selenium.webdriver.common.by import By
+
+    url, backend, env = demo
+    _page(browser, url, "queue-btn").click()  # a 4 s job
+    browser.get(url + "bgcb/jobs")
+
+    def running_row():
+        rows = browser.find_elements(By.CSS_SELECTOR, "#active tbody tr[data-job]")
+        return [r for r in rows if "running" in r.text and "queue-out.children" in r.text]
+
+    row = wait_for(running_row, 20, "the running job on the jobs page", interval=0.1)[0]
+    job = row.get_attribute("data-job")
+    shot = tmp_path / "jobs-page.png"
+    browser.save_screenshot(str(shot))
+    if os.environ.get("BGCB_SCREENSHOT_JOBS"):
+        shutil.copy(shot, os.environ["BGCB_SCREENSHOT_JOBS"])
+    assert "You may cancel jobs from here." in _text(browser, "allowed")
+    row.find_element(By.CSS_SELECTOR, "button.cancel").click()
+    wait_for(
+        lambda: any(
+            r.get_attribute("data-job") == job and "cancelled" in r.text
+            for r in browser.find_elements(By.CSS_SELECTOR, "#recent tbody tr")
+        ),
+        10,
+        "the cancelled job among the recent ones",
+        interval=0.1,
+    )
+
+    port = free_port()
+    command = [sys.executable, "-m", "bgcb.cli", "dashboard", "app", "--port", str(port), "--allow-cancel", "no"]
+    page = subprocess.Popen(command, cwd=DEMO.parent, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _page(browser, url, "queue-btn").click()
+        board = f"http://127.0.0.1:{port}/"
+        wait_for(lambda: _serves(board), 30, "bgcb dashboard to serve", interval=0.2)
+        browser.get(board)
+        row = wait_for(running_row, 20, "the running job on the standalone page", interval=0.1)[0]
+        assert not row.find_element(By.CSS_SELECTOR, "button.cancel").is_enabled()
+        assert "not allowed" in _text(browser, "allowed")
+        forced = urllib.request.Request(f"{board}cancel?job={row.get_attribute('data-job')}", data=b"", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(forced, timeout=5)
+        assert refused.value.code == 403
+        print(f"{backend}: the jobs page cancelled {job[:8]}; bgcb dashboard --allow-cancel no refused (403)")
+    finally:
+        assert not _stop(page), "bgcb dashboard left processes running"
+
+
+def _serves(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=2).close()
+        return True
+    except OSError:
+        return False

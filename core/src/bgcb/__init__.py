@@ -43,6 +43,7 @@ __all__ = [
     "owner_cookie",
     "owner_header",
     "hookimpl",
+    "jobs_page",
     "manager",
     "new_job_id",
     "observers",
@@ -130,6 +131,23 @@ def manager(
         retries=retries,
         retry_delay=retry_delay,
     )
+
+
+def jobs_page(app: Any, path: str = "/bgcb/jobs", allow: Callable[[Any], bool] | None = None) -> None:
+    """Serve the live jobs page at ``path`` on the Dash ``app``'s own server (Flask, FastAPI or Quart).
+
+    It lists the queued, running and recent jobs of every bgcb backend this
+    process loaded, with plots of the last hour. ``allow(request)`` (a
+    :class:`bgcb.routes.Request`: ``remote_addr``, ``headers``) says who may
+    cancel jobs from it; by default only requests from this machine. The page
+    itself is readable by whoever reaches the path: put it behind the app's
+    authentication as you would any admin page.
+    """
+    from .jobspage import JobsPage
+    from .provider import loaded
+    from .routes import mount
+
+    mount(app, path, JobsPage(loaded, allow))
 
 
 def owner_header(name: str) -> Callable[[], str | None]:

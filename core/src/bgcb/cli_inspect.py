@@ -22,7 +22,19 @@ from .errors import BgcbError
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     jobs = sub.add_parser("jobs", parents=[common], help="list queued and running jobs")
     jobs.add_argument("app", metavar="APP_MODULE", nargs="?", help="read the store this app's managers use")
+    jobs.add_argument("--watch", "-w", nargs="?", type=float, const=1.0, metavar="SECONDS", help="refresh every SECONDS (1)")
     jobs.set_defaults(func=jobs_command)
+    page = sub.add_parser("dashboard", parents=[common], help="serve the live jobs page for an app (queued, running, recent)")
+    page.add_argument("app", metavar="APP_MODULE", help="the app whose backend to show")
+    page.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    page.add_argument("--port", type=int, default=8051, help="port (8051)")
+    page.add_argument(
+        "--allow-cancel",
+        choices=["local", "anyone", "no"],
+        default="local",
+        help="who may cancel jobs from the page: requests from this machine (default), anyone who reaches it, or no one",
+    )
+    page.set_defaults(func=dashboard_command)
     doctor = sub.add_parser("doctor", parents=[common], help="check the installation, the store and the workers")
     doctor.add_argument("app", metavar="APP_MODULE", nargs="?", help="check the backend this app's managers use")
     doctor.set_defaults(func=doctor_command)
@@ -39,23 +51,54 @@ def storage(args: argparse.Namespace) -> provider.Backend:
 def jobs_command(args: argparse.Namespace) -> int:
     backend = storage(args)
     try:
-        where = backend.describe().get("where")
-        print(f"backend {backend.name}" + (f", {where}" if where else ""))
-        listing = backend.jobs()
-        if listing is None:
-            print(f"backend '{backend.name}' cannot list its jobs", file=sys.stderr)
-            return 1
-        now = time.time()
-        print(f"{'JOB':<26} {'STATE':<10} {'POS':>4} {'AGE':>8}  OWNER")
-        for job_id, status in listing:
-            age = now - (status.submitted_at or now)
-            pos = "" if status.position is None else str(status.position)
-            print(f"{job_id:<26} {status.state.value:<10} {pos:>4} {age:>7.1f}s  {status.owner or '-'}")
-        if not listing:
-            print("(no queued or running jobs)")
+        while True:
+            if args.watch:
+                print("\033[H\033[J", end="")  # clear the terminal: one screen per refresh
+            if not _list_jobs(backend):
+                return 1
+            if not args.watch:
+                return 0
+            print(f"\n(every {args.watch:g} s; Ctrl-C to stop)", flush=True)
+            time.sleep(max(0.1, args.watch))
+    except KeyboardInterrupt:
         return 0
     finally:
         backend.close()
+
+
+def _list_jobs(backend: provider.Backend) -> bool:
+    where = backend.describe().get("where")
+    print(f"backend {backend.name}" + (f", {where}" if where else ""))
+    listing = backend.jobs()
+    if listing is None:
+        print(f"backend '{backend.name}' cannot list its jobs", file=sys.stderr)
+        return False
+    now = time.time()
+    print(f"{'JOB':<26} {'STATE':<10} {'POS':>4} {'AGE':>8}  OWNER")
+    for job_id, status in listing:
+        age = now - (status.submitted_at or now)
+        pos = "" if status.position is None else str(status.position)
+        print(f"{job_id:<26} {status.state.value:<10} {pos:>4} {age:>7.1f}s  {status.owner or '-'}")
+    if not listing:
+        print("(no queued or running jobs)")
+    return True
+
+
+def dashboard_command(args: argparse.Namespace) -> int:
+    """The live jobs page for the app's backend, on a server of its own."""
+    from .jobspage import JobsPage
+    from .routes import is_local, serve
+
+    backend = storage(args)
+    allow = {"local": is_local, "anyone": lambda request: True, "no": lambda request: False}[args.allow_cancel]
+    print(f"bgcb dashboard: jobs of {backend.name} on http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
+    try:
+        serve(JobsPage(lambda: [backend], allow), args.host, args.port)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        backend.close()
+    return 0
 
 
 def doctor_command(args: argparse.Namespace) -> int:
