@@ -51,15 +51,16 @@ def storage(args: argparse.Namespace) -> provider.Backend:
 def jobs_command(args: argparse.Namespace) -> int:
     backend = storage(args)
     try:
+        watch = getattr(args, "watch", None)
         while True:
-            if args.watch:
+            if watch:
                 print("\033[H\033[J", end="")  # clear the terminal: one screen per refresh
             if not _list_jobs(backend):
                 return 1
-            if not args.watch:
+            if not watch:
                 return 0
-            print(f"\n(every {args.watch:g} s; Ctrl-C to stop)", flush=True)
-            time.sleep(max(0.1, args.watch))
+            print(f"\n(every {watch:g} s; Ctrl-C to stop)", flush=True)
+            time.sleep(max(0.1, watch))
     except KeyboardInterrupt:
         return 0
     finally:
