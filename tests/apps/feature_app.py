@@ -111,6 +111,8 @@ app.layout = html.Div(
         html.Button("echo", id="echo-btn"),
         dcc.Input(id="echo-in"),
         html.Div(id="echo-out"),
+        html.Button("plain echo", id="plain-echo-btn"),
+        html.Div(id="plain-echo-out"),
         html.Button("wait", id="wait-btn"),
         html.Div(id="wait-out"),
         html.Div(id="wait-progress"),
@@ -461,3 +463,14 @@ def later(n_clicks, token_and_seconds):
     if run == 1:
         bgcb.retry_later(float(seconds or 1), "not yet")
     return f"later ok on run {run}"
+
+
+@dash.callback(
+    Output("plain-echo-out", "children"),
+    Input("plain-echo-btn", "n_clicks"),
+    State("echo-in", "value"),
+    prevent_initial_call=True,
+)
+def plain_echo(n_clicks, value):
+    """Not a background callback: what plain Dash accepts, for comparison."""
+    return "plain ok"

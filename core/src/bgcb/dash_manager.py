@@ -16,7 +16,7 @@ from . import _dash_compat as compat
 from . import defaults, hold, serve
 from .hold import Holding
 from .jobs import Job, Outcome, Snapshot, State, Status, is_job_id
-from .limits import Limits, is_refused, refused_outcome
+from .limits import REFUSED_HANDLE, Limits, is_refused, refused_outcome
 from .provider import Backend
 from .waiting import WAITING_TEXT, Waiting, WaitingDisplay
 
@@ -156,9 +156,12 @@ class DashManager(compat.BaseManager):
         return _JobFn(key or "", bool(progress))
 
     def build_cache_key(self, fn: Any, args: Any, cache_args_to_ignore: Any, triggered: Any = None) -> str:
-        if compat.CACHE_KEY_TAKES_TRIGGERED:
-            return super().build_cache_key(fn, args, cache_args_to_ignore, triggered)
-        return super().build_cache_key(fn, args, cache_args_to_ignore)  # type: ignore[call-arg]  # Dash 2.18
+        try:
+            if compat.CACHE_KEY_TAKES_TRIGGERED:
+                return super().build_cache_key(fn, args, cache_args_to_ignore, triggered)
+            return super().build_cache_key(fn, args, cache_args_to_ignore)  # type: ignore[call-arg]  # Dash 2.18
+        except RecursionError:  # Dash hashes repr(args), which recurses: inputs nested near Python's limit
+            return _deep_key(getattr(fn, "__qualname__", repr(fn)), args, triggered)
 
     # -- first request ---------------------------------------------------------
 
@@ -182,12 +185,14 @@ class DashManager(compat.BaseManager):
         if self.limits.on_queue:
             refused = self.limits.refusal(self.backend.counts(owner or ""), owner)
             if refused is not None:
-                if visit is not None:
-                    visit.cached = True  # nothing runs: the first answer carries the refusal
-                return refused
+                return _refuse(visit, refused)
+        try:
+            plain = json.loads(json.dumps(args, default=str)) if args is not None else []
+        except (RecursionError, ValueError):  # JSON Dash accepted, but deeper than Python encodes: fail this callback only
+            return _refuse(visit, f"{REFUSED_HANDLE}input:0")
         job = Job(
             callback=job_fn.key,
-            args=json.loads(json.dumps(args, default=str)) if args is not None else [],
+            args=plain,
             context=_jsonable_context(context),
             cache_key=key,
             progress=job_fn.progress,
@@ -201,6 +206,12 @@ class DashManager(compat.BaseManager):
             retry_delay=self.retry_delay,
             running_cap=self.limits.running_per_owner,
         )
+        try:
+            return self._queue(job, visit)
+        except RecursionError:  # the job's JSON nests deeper than the encoder goes (the context's copy of the inputs)
+            return _refuse(visit, f"{REFUSED_HANDLE}input:0")
+
+    def _queue(self, job: Job, visit: hold.Visit | None) -> str:
         if visit is not None and visit.defer:
             queued = self.backend.prepare(job)
             visit.queued.append((self.backend, queued))
@@ -307,6 +318,33 @@ class DashManager(compat.BaseManager):
 
     def __repr__(self) -> str:
         return f"<bgcb.DashManager backend={self.backend.name!r}>"
+
+
+def _deep_key(name: str, args: Any, triggered: Any) -> str:
+    """A cache key for inputs too deep for Dash's own: a hash over the values walked without recursion."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{name}|{triggered!r}|".encode())
+    stack: list[Any] = [args]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (list, tuple)):
+            digest.update(b"[%d" % len(item))
+            stack.extend(reversed(item))
+        elif isinstance(item, dict):
+            digest.update(b"{%d" % len(item))
+            for k in sorted(item, key=str):
+                stack.extend((item[k], str(k)))
+        else:
+            digest.update(repr(item).encode() + b",")
+    return digest.hexdigest()
+
+
+def _refuse(visit: hold.Visit | None, handle: str) -> str:
+    """A refusal's handle; the gate answering the first request carries it at once (nothing runs)."""
+    if visit is not None:
+        visit.cached = True
+    return handle
 
 
 def _unknown_job_outcome() -> Outcome:

@@ -193,6 +193,6 @@ def encode_query(query: Query) -> str:
 def json_object(body: bytes) -> dict[str, Any] | None:
     try:
         value = json.loads(body) if body else None
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python parses: not the gate's to hold
         return None
     return value if isinstance(value, dict) else None

@@ -30,6 +30,10 @@ _MESSAGES = {
         "bgcb: the queue is full: {n} jobs are waiting, the most this app lets wait at once. "
         "Nothing was started and no waiting job was touched; try again in a minute."
     ),
+    "input": (
+        "bgcb: this callback's inputs cannot be stored for a worker (nested deeper than JSON can be encoded "
+        "here, or not JSON data). Nothing was started; send flatter data to a background callback."
+    ),
     "owner": (
         "bgcb: you already have {n} jobs waiting, the most one user may queue. "
         "Nothing was started; try again when one of them has started, or cancel one."
@@ -95,6 +99,6 @@ def refused_outcome(handle: str) -> Outcome:
     _, _, rest = handle.partition(":")
     which, _, n = rest.partition(":")
     template = _MESSAGES.get(which)
-    if template is None or not n.isdigit() or len(n) > 9:
+    if template is None or not n.isdigit() or len(n) > 9:  # (the input refusal's n is 0)
         return Outcome.failure("bgcb: this job was refused by a queue limit and did not run; try again later.")
     return Outcome.failure(template.format(n=int(n)))
