@@ -213,3 +213,24 @@ def test_only_successes_are_cached() -> None:
         assert backend.cached("k") is None, "a failed outcome must never be reused"
     finally:
         backend.close()
+
+
+@pytest.mark.parametrize("payload", ["{not json", '{"foo": 1}', "[1, 2]", '"text"'])
+def test_a_job_whose_record_is_corrupt_fails_alone_and_the_worker_serves_on(payload: str) -> None:
+    """A job text bgcb did not write (planted, or damaged on disk) fails that job with a clear message;
+    the worker thread that took it goes on to the next job (it crashed before)."""
+    backend = provider.Backend.from_plugin("corrupt", TestingBackend(), {"workers": 1})
+    try:
+        bad = bgcb.new_job_id()
+        data = json.dumps({"submitted_at": time.time()})
+        backend.hook.bgcb_enqueue(job_id=bad, job=payload, data=data, timeout=None, ttl=60, lane=None, priority=None, cap=None)
+        good = backend.submit(Job(callback="f" * 64, args=[]))
+        deadline = time.monotonic() + 10
+        while backend.status(good).state.active or backend.status(bad).state.active:
+            assert time.monotonic() < deadline, "the worker stopped serving"
+            time.sleep(0.01)
+        outcome = backend.result(bad)
+        assert backend.status(bad).state is State.FAILED and "record is corrupt" in outcome.error["msg"], outcome
+        assert backend.status(good).state is State.FAILED and "not registered" in backend.result(good).error["msg"]
+    finally:
+        backend.close()

@@ -240,7 +240,12 @@ class Lifecycle(Scheduling):
         payload = self.hook.bgcb_load(job_id=job_id) if is_job_id(job_id) else None
         if payload is None:
             return None
-        job = Job.from_json(loads(payload))
+        try:
+            job = Job.from_json(loads(payload))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # not a job bgcb wrote: fail it, keep serving
+            log.warning("bgcb: job %s has a record bgcb cannot read (%r); failing it", job_id, exc)
+            self.reject(job_id, f"bgcb: this job's stored record is corrupt and cannot be run ({type(exc).__name__}).")
+            return None
         if self.abandonment.abandoned(job_id, job):
             self.abandonment.end(job_id, job, running=False)
             return None

@@ -161,8 +161,11 @@ def ended(job_id: str, load: Callable[[], str | None], outcome: Outcome, seconds
     from .jobs import Job
     from .record import loads
 
-    payload = load()
-    job = Job.from_json(loads(payload)) if payload else Job(callback="", args=None)
+    try:
+        payload = load()
+        job = Job.from_json(loads(payload)) if payload else Job(callback="", args=None)
+    except (ValueError, TypeError, KeyError, AttributeError):  # a record bgcb did not write: tell what is known
+        job = Job(callback="", args=None)
     if outcome.kind == "cancelled":
         cancelled(job_id, job)
     finished(job_id, job, outcome, outcome.state, seconds)
