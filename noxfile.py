@@ -84,11 +84,12 @@ def _suite(session: nox.Session, servers: list[str], portable: bool = False) -> 
     and the browser; with ``portable``, the integration suite and tests/diskcache again on
     bgcb-diskcache's portable path."""
     args = session.posargs or []
-    session.run("pytest", "tests/unit", "-q", *args)
+    session.run("pytest", "tests/unit", "-q", "-n", "2", *args)
     # the conformance kit on every installed backend, and its self-tests
     session.run("pytest", "tests/conformance", "-q", "-n", "4", *args)  # mostly waiting on workers: 4 at once
     backends = os.environ.get("BGCB_TEST_BACKENDS", ",".join(BACKENDS)).split(",")
-    runs = [{"BGCB_BACKEND": b, "BGCB_TEST_SERVER": s} for b in backends for s in servers]
+    # the in-process testing backend on Flask only: the servers' code paths are the same for every backend
+    runs = [{"BGCB_BACKEND": b, "BGCB_TEST_SERVER": s} for b in backends for s in servers if s == "flask" or b != "testing"]
     if portable and "diskcache" in backends:  # the whole suite once more, on Flask: the path is the backend's
         runs += [{"BGCB_BACKEND": "diskcache", "BGCB_TEST_SERVER": "flask", **PORTABLE}]
     _integration(session, runs, args)
@@ -168,12 +169,13 @@ def celery(session: nox.Session, dash: str, stack: str) -> None:
         "./plugins/celery_backend",
         f"dash[async]=={dash}",
         "pytest>=7",
+        "pytest-xdist",
         "gunicorn",
         *CELERY_STACKS[stack],
         *extra,
     )
     args = session.posargs or []
-    session.run("pytest", "tests/celery", "-q", *args)
+    session.run("pytest", "tests/celery", "-q", "-n", "2", *args)  # real workers, mostly waiting: two at once
     env = {"BGCB_BACKEND": "celery"}
     _integration(session, [{**env, "BGCB_TEST_SERVER": server} for server in servers], args)
     if dash != DASH_VERSIONS[-1]:
