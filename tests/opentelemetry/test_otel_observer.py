@@ -11,9 +11,6 @@ from collections.abc import Iterator
 from importlib import metadata
 
 import pytest
-from bgcb_opentelemetry import OpenTelemetryObserver
-from bgcb_opentelemetry.attributes import VALUE_CHARS, update_event
-from bgcb_opentelemetry.observer import NOT_QUEUED
 from opentelemetry import baggage, context, trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -24,6 +21,9 @@ from otel_spans import Spans
 import bgcb
 from bgcb import observers, provider
 from bgcb.jobs import Job, Outcome, State
+from bgcb_opentelemetry import OpenTelemetryObserver
+from bgcb_opentelemetry.attributes import VALUE_CHARS, update_event
+from bgcb_opentelemetry.observer import NOT_QUEUED
 from bgcb_testing import TestingBackend
 from bgcb_testing.conformance import callbacks
 
