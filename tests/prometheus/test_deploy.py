@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import BIN, Deployment, scrape, serve, value, wait_for
+from prom_harness import BIN, Deployment, scrape, serve, value, wait_for
 
 OK, BOOM, SLOW, HANG = "ok-out.children", "boom-out.children", "slow-out.children", "hang-out.children"
 FINISHED = "bgcb_jobs_finished_total"
@@ -159,4 +159,6 @@ def test_bgcb_worker_serves_its_jobs_metrics_without_a_shared_directory(tmp_path
     finally:
         deployment.stop()
     log = (tmp_path / "worker.log").read_text(errors="replace")
-    assert "metrics on http://127.0.0.1:" in log and "is not set: this worker and its children share" in log, log[-3000:]
+    assert "shows this process's events only" not in log, "the web process's warning is not for a worker"
+    served = "metrics on http://127.0.0.1:"
+    assert served in log and "private to this worker: PROMETHEUS_MULTIPROC_DIR is not set" in log, log[-3000:]

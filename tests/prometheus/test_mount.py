@@ -6,13 +6,13 @@ import inspect
 import urllib.request
 from collections.abc import Iterator
 
-import bgcb_prometheus
 import dash
 import pytest
-from conftest import scrape, value
 from dash import Dash, Input, Output, html
+from prom_harness import scrape, value
 
 import bgcb
+import bgcb_prometheus
 from bgcb_testing import DashClient, LiveServer
 
 SERVERS = ["flask", "fastapi", "quart"]
@@ -37,6 +37,7 @@ def served(request) -> Iterator[LiveServer]:
     app = _app(request.param)
     bgcb_prometheus.mount(app)
     bgcb_prometheus.mount(app)  # again: nothing more
+    bgcb_prometheus.mount(app.server, path="/internal/metrics")  # a second path, on the server itself
     server = LiveServer(app)
     yield server
     server.stop()
@@ -55,6 +56,7 @@ def test_metrics_are_served_beside_the_app(served: LiveServer) -> None:
     with urllib.request.urlopen(request, timeout=10) as resp:
         assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
         assert resp.read().decode().rstrip().endswith("# EOF")
+    assert value(scrape(served.url + "/internal/metrics"), "bgcb_jobs_finished_total", **outcome) >= 1
     with urllib.request.urlopen(served.url + "/", timeout=10) as resp:
         assert resp.status == 200, "the app still answers"
 

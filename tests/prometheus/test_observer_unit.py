@@ -6,13 +6,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import bgcb_prometheus
 import pytest
-from bgcb_prometheus import BackendGauges, PrometheusObserver, label
 from prometheus_client import CollectorRegistry, generate_latest
 
+import bgcb_prometheus
 from bgcb import observers, provider
 from bgcb.jobs import Job, State
+from bgcb_prometheus import BackendGauges, PrometheusObserver, label
 from bgcb_testing import TestingBackend
 from bgcb_testing.conformance import callbacks
 from bgcb_testing.server import wait_for

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import time
 
-import bgcb_prometheus
 import dash
 from dash import Dash, Input, Output, State, dcc, html
 
 import bgcb
+import bgcb_prometheus
 
 manager = bgcb.manager()
 #: A second manager on the same store (other options): the queue gauges must read it once.
