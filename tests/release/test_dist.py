@@ -29,8 +29,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 DIST = Path(os.environ.get("BGCB_DIST", ROOT / "dist"))
 VERSION = (ROOT / "VERSION").read_text().strip()
-RELEASED = ["bgcb", "bgcb-celery", "bgcb-diskcache", "bgcb-testing"]
-MODULES = {"bgcb": "bgcb", "bgcb-celery": "bgcb_celery", "bgcb-diskcache": "bgcb_diskcache", "bgcb-testing": "bgcb_testing"}
+RELEASED = ["bgcb", "bgcb-celery", "bgcb-diskcache", "bgcb-testing", "bgcb-prometheus", "bgcb-opentelemetry"]
+MODULES = {name: name.replace("-", "_") for name in RELEASED}
 
 sys.path.insert(0, str(ROOT / "tests" / "celery"))
 
