@@ -134,12 +134,19 @@ def _integration(session: nox.Session, runs: list[dict[str, str]], args: list[st
             label = " ".join(f"{k.removeprefix('BGCB_').removeprefix('TEST_').lower()}={v}" for k, v in run.items())
             text = out.read().decode(errors="replace")
             session.log(f"integration suite, {label}: {'passed' if proc.returncode == 0 else 'FAILED'}")
-            print(text if proc.returncode else text.strip().splitlines()[-1], flush=True)
+            print(text if proc.returncode else _figures_and_result(text), flush=True)
             if proc.returncode:
                 failed.append(label)
         time.sleep(0.2)
     if failed:
         session.error("integration suite failed for: " + "; ".join(failed))
+
+
+def _figures_and_result(text: str) -> str:
+    """A passed run's output, short: its measured figures (tests/conftest.py) and its result line."""
+    lines = text.strip().splitlines()
+    start = next((i for i, line in enumerate(lines) if "measured figures" in line), len(lines) - 1)
+    return "\n".join(lines[start:])
 
 
 def _rabbitmq_up() -> bool:

@@ -45,3 +45,24 @@ def client(live_server):
     from bgcb_testing import DashClient
 
     return DashClient.http(live_server.url).load()
+
+
+# -- measured figures: what fault, browser and scenario tests print, shown after a quiet (-q) run -----------
+
+#: A line a test prints to report a measured figure: "<scenario>: <words and a number>".
+_FIGURE = __import__("re").compile(r"^[\w'(),./ -]{3,80}: .*\d")
+_figures: list[tuple[str, str]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" and report.passed:
+        for line in report.capstdout.splitlines():
+            if _FIGURE.match(line) and len(line) < 300:
+                _figures.append((report.nodeid.split("::")[-1], line.strip()))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    if _figures:
+        terminalreporter.section("measured figures")
+        for test, line in _figures:
+            terminalreporter.write_line(f"{line}    [{test}]")
