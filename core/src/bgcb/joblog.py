@@ -50,3 +50,11 @@ def ran(job_id: str, job: Job, outcome: Outcome, seconds: float) -> None:
 def ended_elsewhere(job_id: str, job: Job, state: str, seconds: float) -> None:
     """Log a job this process ran to its end after another process had ended it (a cancel, a timeout)."""
     log.info("bgcb: job %s (%s) returned after %.3f s, but had already ended as %s", job_id, callback_label(job), seconds, state)
+
+
+def ended_here(job_id: str, outcome: Outcome, reason: str) -> None:
+    """Log a job this process ended for its worker: past its timeout (stopped), or lost with ``reason``."""
+    if outcome.kind == "timeout":
+        log.warning("bgcb: job %s timed out and was stopped: %s", job_id, (outcome.error or {}).get("msg", ""))
+    else:
+        log.warning("bgcb: job %s was lost: %s", job_id, reason)

@@ -307,12 +307,16 @@ class Lifecycle(Scheduling):
         free the worker at once.
         """
 
+        ends: list[Outcome] = []
+
         def outcome_for(data: Data) -> Outcome:
-            if data.deadline is not None and time.time() >= data.deadline and data.timeout:
-                return timeout_outcome(data.timeout)
-            return lost_outcome(reason)
+            past = data.deadline is not None and time.time() >= data.deadline and data.timeout
+            ends.append(timeout_outcome(data.timeout or 0) if past else lost_outcome(reason))
+            return ends[-1]
 
         was = self._end(job_id, ACTIVE, outcome_for)
+        if was is not None:  # its worker cannot say it: this process does (the supervisor, a poll)
+            joblog.ended_here(job_id, ends[-1], reason)
         if was is State.RUNNING and stop and self._has["bgcb_stop"]:
             self.hook.bgcb_stop(job_id=job_id, after=0.0)
         return was is not None
