@@ -88,3 +88,12 @@ def test_jobs_lists_each_jobs_owner(tmp_path, monkeypatch, capsys) -> None:
     assert rows["JOB"][-1] == "OWNER"
     assert rows[alice][1] == "queued" and rows[alice][-1] == "alice"
     assert rows[nobody][-1] == "-"
+
+
+def test_doctor_names_the_versions_a_backend_runs_on() -> None:
+    from importlib import metadata
+
+    from bgcb.cli_inspect import _requirement_versions
+
+    found = _requirement_versions("bgcb-diskcache")
+    assert f"diskcache {metadata.version('diskcache')}" in found and "bgcb" not in found.split(", ")[0], found

@@ -116,7 +116,8 @@ def doctor_command(args: argparse.Namespace) -> int:
         checks.append(Check(False, "backend loads", str(exc)))
     else:
         info = f" ({backend.info.distribution} {backend.info.version})" if backend.info else ""
-        checks.append(Check(True, f"backend {backend.name}{info}"))
+        uses = _requirement_versions(backend.info.distribution) if backend.info else ""
+        checks.append(Check(True, f"backend {backend.name}{info}" + (f", with {uses}" if uses else "")))
     try:
         if backend is not None:
             found = backend.describe()
@@ -135,3 +136,23 @@ def doctor_command(args: argparse.Namespace) -> int:
     failed = [c for c in checks if not c.ok]
     print(f"{len(failed)} problem(s)" if failed else "all checks passed")
     return 1 if failed else 0
+
+
+def _requirement_versions(distribution: str) -> str:
+    """The installed versions of what a backend's distribution requires, bgcb and Dash aside
+    (``celery 5.7.0, kombu 5.7.1, redis 8.0.0``): what a bug report needs."""
+    import re
+    from importlib import metadata
+
+    found = []
+    for requirement in metadata.requires(distribution) or []:
+        if "extra ==" in requirement:
+            continue
+        name = re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0]
+        if name.lower() in ("bgcb", "dash"):
+            continue
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name} (missing)")
+    return ", ".join(found)
