@@ -50,11 +50,13 @@ def test_planted_values_are_never_unpickled_and_read_as_absent(tmp_path, caplog)
     bad, marker = new_job_id(), str(tmp_path / "unpickled")
     # Someone with write access plants pickles and junk, through plain diskcache.
     planted = diskcache.Cache(str(tmp_path / "store"))
-    for key in ("r:" + bad, "running", "pool", "secret", "c:key"):
+    for key in ("r:" + bad, "running", "pool", "secret", "c:key", "s:" + good, "queue"):
         planted.set(key, _Planted(marker))
-    planted.set("queue", b"\xff\xfe not json")
     assert store.read(bad, drain=True) is None, "an unreadable record reads as an unknown job"
+    assert store.seen(good) is None, "an unreadable poll time reads as never polled"
     assert store.queue() == [good], "an unreadable queue is rebuilt from the queued records"
+    planted.set("queue", b"\xff\xfe not json")
+    assert store.queue() == [good], "so is one that is not JSON"
     assert store.running() == {} and store.pool() is None and store.cache_get("key") is None
     assert len(store.shared_secret(lambda: b"s" * 32)) == 32, "an unreadable secret is replaced"
     assert store.claim(1) == good and store.read(good, drain=False).state == "queued"
