@@ -203,12 +203,18 @@ def test_the_worker_logs_each_outcome_with_the_traceback_of_errors(client: DashC
     failed = client.run([("boom-out", "children")], [("boom-btn", "n_clicks", 9)], timeout=20)
     assert failed.final.status == 500 and "boom 9" in failed.final.text
     client.run([("quick-out", "children")], [("quick-btn", "n_clicks", 9)], timeout=20)
+    odd = client.run([("odd-out", "children")], [("odd-btn", "n_clicks", 9)], timeout=20)
+    assert odd.final.status == 500 and "cannot be sent to the browser as JSON" in odd.final.text
+    late = client.run([("hang-out", "children")], [("hang-btn", "n_clicks", 9)], interval=0.2, timeout=20)
+    assert late.final.status == 500 and "timed out" in late.final.text
+    wanted = ("(boom-out.children) failed", "(quick-out.children) succeeded", "(odd-out.children) failed")
 
     def logged() -> str | None:
         text = worker.output()
-        return text if "(boom-out.children) failed" in text and "(quick-out.children) succeeded" in text else None
+        timed_out = "(hang-out.children) timed out" in text or "timed out and was stopped" in text
+        return text if timed_out and all(line in text for line in wanted) else None
 
-    text = wait_for(logged, 10, "the worker to log both outcomes")
+    text = wait_for(logged, 10, "the worker to log every outcome (an error, a success, a value no encoder takes, a timeout)")
     assert "ValueError: boom 9" in text and "Traceback" in text
     assert "'job failed'" in text, "Celery's line carries how the job ended"
 

@@ -128,12 +128,18 @@ def test_the_worker_logs_each_outcome_with_the_traceback_of_errors(deployment, t
     failed = client.run([("boom-out", "children")], [("boom-btn", "n_clicks", 7)], timeout=30)
     assert failed.final.status == 500 and "boom 7" in failed.final.text
     client.run(STAMP, [("stamp-btn", "n_clicks", 8)], [("stamp-in", "value", "0")], timeout=30)
+    odd = client.run([("odd-out", "children")], [("odd-btn", "n_clicks", 1)], timeout=30)
+    assert odd.final.status == 500 and "cannot be sent to the browser as JSON" in odd.final.text
+    late = client.run([("timeout-out", "children")], [("timeout-btn", "n_clicks", 1)], timeout=30)
+    assert late.final.status == 500 and "timed out" in late.final.text
+    wanted = ("(boom-out.children) failed", "(stamp-out.children) succeeded", "(odd-out.children) failed")
+    wanted += ("timed out and was stopped",)  # by the supervisor, which killed the worker at the timeout
 
     def logged() -> str | None:
         text = (tmp_path / "worker.log").read_text(errors="replace")
-        return text if "(boom-out.children) failed" in text and "(stamp-out.children) succeeded" in text else None
+        return text if all(line in text for line in wanted) else None
 
-    text = wait_for(logged, 10, "the worker to log both outcomes")
+    text = wait_for(logged, 10, "the worker to log every outcome (an error, a success, a value no encoder takes, a timeout)")
     assert "ValueError: boom 7" in text and "Traceback" in text, text[-2000:]
 
 

@@ -49,6 +49,8 @@ app.layout = html.Div(
         html.Div(id="boom-out"),
         html.Button(id="hang-btn"),
         html.Div(id="hang-out"),
+        html.Button(id="odd-btn"),
+        html.Div(id="odd-out"),
         html.Button(id="webonly-btn"),
         html.Div(id="webonly-out"),
     ]
@@ -119,6 +121,11 @@ def hang(n):
 @dash.callback(Output("boom-out", "children"), Input("boom-btn", "n_clicks"), background=True, prevent_initial_call=True)
 def boom(n):
     raise ValueError(f"boom {n}")
+
+
+@dash.callback(Output("odd-out", "children"), Input("odd-btn", "n_clicks"), background=True, prevent_initial_call=True)
+def odd(n):
+    return object()  # no JSON encoder takes it (as a DataFrame of objects): an error the worker logs
 
 
 if os.environ.get("CEL_WEB_ONLY") == "1":  # defined in the web process only, never in workers

@@ -59,6 +59,8 @@ app.layout = html.Div(
         html.Div(id="timeout-out"),
         html.Button("boom", id="boom-btn"),
         html.Div(id="boom-out"),
+        html.Button("odd", id="odd-btn"),
+        html.Div(id="odd-out"),
     ]
 )
 
@@ -134,6 +136,12 @@ def blocking_too_long(n_clicks):
 def boom(n_clicks):
     """Raises: the page shows the error and the worker logs it with its traceback."""
     raise ValueError(f"boom {n_clicks}")
+
+
+@dash.callback(Output("odd-out", "children"), Input("odd-btn", "n_clicks"), background=True, prevent_initial_call=True)
+def odd(n_clicks):
+    """Returns what no JSON encoder takes (as a DataFrame of objects would): an error, logged by the worker."""
+    return object()
 
 
 if __name__ == "__main__":
