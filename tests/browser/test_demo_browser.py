@@ -7,6 +7,7 @@ test time) and skips with the reason when they or selenium are missing.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -173,6 +174,8 @@ def test_progress_bar_with_cancel(demo, browser, tmp_path) -> None:
     if os.environ.get("BGCB_SCREENSHOT"):
         shutil.copy(shot, os.environ["BGCB_SCREENSHOT"])
 
+    running = [j for j in _jobs(url)["jobs"] if j["label"] == "progress-out.children"]
+    assert [j["state"] for j in running] == ["running"], running
     cancel.click()
     clicked = time.monotonic()
     wait_for(lambda: run.is_enabled(), 5, "the button to be enabled again after cancel", interval=0.05)
@@ -182,6 +185,10 @@ def test_progress_bar_with_cancel(demo, browser, tmp_path) -> None:
     assert int(float(bar.get_attribute("value") or 0)) == stopped_at, "the job went on after Cancel"
     assert stopped_at < 10
     assert "Clicked" not in _text(browser, "progress-out")
+    # Not only the page stopped polling: the store says the job ended cancelled, and no worker runs it.
+    data = _jobs(url)
+    assert not [j for j in data["jobs"] if j["label"] == "progress-out.children"], data["jobs"]
+    assert [j["state"] for j in data["recent"] if j["label"] == "progress-out.children"] == ["cancelled"], data["recent"]
 
 
 def test_running_state_progress_graph_error_and_queue(demo, browser) -> None:
@@ -334,6 +341,12 @@ def test_the_live_jobs_page_cancels_a_running_job_and_the_dashboard_refuses_when
         print(f"{backend}: the jobs page cancelled {job[:8]}; bgcb dashboard --allow-cancel no refused (403)")
     finally:
         assert not _stop(page), "bgcb dashboard left processes running"
+
+
+def _jobs(url: str) -> dict:
+    """The demo's live jobs page data (bgcb.jobs_page): what the store says runs and ended."""
+    with urllib.request.urlopen(url + "bgcb/jobs/data", timeout=10) as resp:
+        return json.loads(resp.read())
 
 
 def _serves(url: str) -> bool:

@@ -45,6 +45,7 @@ class JobsPage:
         self._backends = backends
         self.allow = allow or is_local
         self._lock = threading.Lock()
+        self._sampling = threading.Lock()
         self._sampled = 0.0
         self._active: dict[str, dict[str, Any]] = {}
         self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
@@ -108,12 +109,16 @@ class JobsPage:
             time.sleep(SAMPLE_EVERY)
 
     def sample(self, force: bool = False) -> None:
-        """Read every backend's active jobs (at most once a second unless ``force``)."""
-        now = time.time()
-        with self._lock:
+        """Read every backend's active jobs (at most once a second unless ``force``); a caller that comes
+        while a sample is being taken waits for it, so that it sees what that sample read."""
+        with self._sampling:
+            now = time.time()
             if not force and now - self._sampled < 1.0:
                 return
             self._sampled = now
+            self._take(now)
+
+    def _take(self, now: float) -> None:
         active: dict[str, dict[str, Any]] = {}
         for backend in self.backends():
             for job_id, status in backend.jobs() or []:
