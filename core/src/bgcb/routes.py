@@ -89,6 +89,18 @@ class WSGIRoute:
         return [body]
 
 
+async def read_body(receive: Callable[..., Any]) -> bytes | None:
+    """An ASGI request's whole body, or None when the client went away before sending it."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
 class ASGIRoute:
     def __init__(self, prefix: str, handler: Handler, app: Callable[..., Any]) -> None:
         self.prefix, self.handler, self.app = prefix, handler, app
@@ -98,14 +110,9 @@ class ASGIRoute:
         if rest is None:
             await self.app(scope, receive, send)
             return
-        chunks = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
+        if body is None:
+            return
         client = scope.get("client") or (None, None)
         request = Request(
             scope.get("method", "GET"),
@@ -113,7 +120,7 @@ class ASGIRoute:
             parse_qs(scope.get("query_string", b"").decode("latin-1")),
             {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])},
             client[0],
-            b"".join(chunks),
+            body,
         )
         response = await asyncio.to_thread(self.handler, request)
         body = response.encoded()

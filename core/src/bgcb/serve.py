@@ -22,6 +22,7 @@ from typing import Any
 from . import defaults
 from .gate import Gate
 from .hold import _VISIT, Call, Flow, Query, Reply, Visit, encode_query, parse_query
+from .routes import read_body
 
 ENDPOINT = "/_dash-update-component"
 _installed = threading.Lock()
@@ -161,15 +162,9 @@ class ASGIGate:
         if scope.get("type") != "http" or scope.get("method") != "POST" or not scope.get("path", "").endswith(ENDPOINT):
             await self.app(scope, receive, send)
             return
-        chunks = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
+        body = await read_body(receive)
+        if body is None:
+            return  # the client went away
         query = parse_query(scope.get("query_string", b"").decode("latin-1"))
         reply = await run_async(self.gate.flow(query, body), partial(self._call, scope, receive, body), self.pool)
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
