@@ -230,7 +230,7 @@ def test_a_job_whose_record_is_corrupt_fails_alone_and_the_worker_serves_on(payl
             assert time.monotonic() < deadline, "the worker stopped serving"
             time.sleep(0.01)
         outcome = backend.result(bad)
-        assert backend.status(bad).state is State.FAILED and "record is corrupt" in outcome.error["msg"], outcome
+        assert backend.status(bad).state is State.FAILED and "it is corrupt" in outcome.error["msg"], outcome
         assert backend.status(good).state is State.FAILED and "not registered" in backend.result(good).error["msg"]
     finally:
         backend.close()

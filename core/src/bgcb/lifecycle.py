@@ -242,9 +242,10 @@ class Lifecycle(Scheduling):
             return None
         try:
             job = Job.from_json(loads(payload))
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # not a job bgcb wrote: fail it, keep serving
-            log.warning("bgcb: job %s has a record bgcb cannot read (%r); failing it", job_id, exc)
-            self.reject(job_id, f"bgcb: this job's stored record is corrupt and cannot be run ({type(exc).__name__}).")
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:  # fail it, keep serving
+            log.warning("bgcb: job %s has a record this worker cannot read (%r); failing it", job_id, exc)
+            why = "its inputs nest too deeply to be read back here" if isinstance(exc, RecursionError) else "it is corrupt"
+            self.reject(job_id, f"bgcb: this job's stored record cannot be run: {why} ({type(exc).__name__}).")
             return None
         if self.abandonment.abandoned(job_id, job):
             self.abandonment.end(job_id, job, running=False)
