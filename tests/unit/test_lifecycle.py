@@ -234,3 +234,13 @@ def test_a_job_whose_record_is_corrupt_fails_alone_and_the_worker_serves_on(payl
         assert backend.status(good).state is State.FAILED and "not registered" in backend.result(good).error["msg"]
     finally:
         backend.close()
+
+
+def test_an_unreadable_cached_outcome_is_a_miss() -> None:
+    backend = provider.Backend.from_plugin("cachejunk", TestingBackend(), {"workers": 1})
+    try:
+        for junk in ("not json", '{"no": "kind"}', "[1]"):
+            backend.hook.bgcb_cache_put(cache_key="k", outcome=junk, ttl=60)
+            assert backend.cached("k") is None
+    finally:
+        backend.close()

@@ -27,6 +27,7 @@ from .abandon import Abandonment
 from .channel import StoreChannel
 from .endings import lost_outcome, no_worker_outcome, timeout_outcome
 from .jobs import Job, Outcome, Snapshot, State, Status, is_job_id, new_job_id
+from .lookups import Lookups
 from .record import Data, Stored, decode_updates, dumps, loads
 from .retrying import Retrying
 from .scheduling import Scheduling
@@ -51,7 +52,7 @@ class Queued(NamedTuple):
     data: str
 
 
-class Lifecycle(Scheduling):
+class Lifecycle(Scheduling, Lookups):
     """The core's view of one configured backend: jobs in, snapshots out.
 
     Built by :func:`bgcb.provider.load`; ``hook`` is the backend's hook relay.
@@ -198,32 +199,6 @@ class Lifecycle(Scheduling):
             grace = self.settings["cancel_grace"] if seen and seen[-1].cooperative else 0.0
             self.hook.bgcb_stop(job_id=job_id, after=grace)
         return True
-
-    def cached(self, cache_key: str) -> Outcome | None:
-        if not self._has["bgcb_cache_get"]:
-            return None
-        text = self.hook.bgcb_cache_get(cache_key=cache_key)
-        return Outcome.from_json(loads(text)) if text else None
-
-    def jobs(self) -> list[tuple[str, Status]] | None:
-        """Queued and running jobs with their status, for ``bgcb jobs``; None if the backend cannot list them."""
-        if not self._has["bgcb_active"]:
-            return None
-        listing = []
-        for job_id in self.hook.bgcb_active() or []:
-            status = self.status(job_id)
-            if status.state.active:
-                listing.append((job_id, status))
-        return listing
-
-    def shared_secret(self, generate: Callable[[], bytes]) -> bytes | None:
-        return self.hook.bgcb_shared_secret(generate=generate) if self._has["bgcb_shared_secret"] else None
-
-    def wait(self, job_id: str, seconds: float) -> bool | None:
-        """Block until ``job_id`` may have changed (True) or ``seconds`` pass (False); None if the backend cannot tell."""
-        if not self._has["bgcb_wait"] or not is_job_id(job_id):
-            return None
-        return self.hook.bgcb_wait(job_id=job_id, seconds=seconds)
 
     # -- worker side -----------------------------------------------------------
 
