@@ -274,8 +274,7 @@ class CeleryBackend:
 
     @hookimpl
     def bgcb_seen(self, job_id: str) -> float | None:
-        text = self.store.call(lambda: self.store.redis.get(self.store.keys.seen(job_id)), self._patient(job_id))
-        return float(text) if text else None
+        return self.store.seen(job_id, self._patient(job_id))
 
     @hookimpl
     def bgcb_capabilities(self) -> list[str]:

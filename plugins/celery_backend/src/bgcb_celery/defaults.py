@@ -47,6 +47,8 @@ PRESENCE_FRESH = 1.0
 #: Seconds a job taken from the core's order counts against its lane's running cap before its claim;
 #: after it, a job still queued counts no more (its worker died between taking and claiming it).
 CLAIM_GRACE = 60.0
+#: Most values that are not job ids (planted in the core's order) one worker passes over to take a job.
+POP_PASS_OVER = 10
 #: Seconds past its due time after which a deferred job whose message has not arrived is sent again
 #: (a worker that held the delayed message died); workers look every PRESENCE_EVERY seconds.
 LATER_RESEND = 60.0

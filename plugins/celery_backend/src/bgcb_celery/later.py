@@ -219,7 +219,8 @@ class Later:
             if info:
                 log.warning("bgcb-celery: the delayed message of job %s is overdue; sending it again", job_id)
                 self._send(job_id, 0.0, str(info))
-        if len(replies) > 1 and int(replies[1] or 0) > 0 and self.order is not None:
+        parked = str(replies[1]) if len(replies) > 1 else ""  # kept-back tickets ("" or junk: none)
+        if parked.isdecimal() and int(parked) > 0 and self.order is not None:
             self.tickets(self.order.leave(""))
 
     # -- counts ---------------------------------------------------------------------------

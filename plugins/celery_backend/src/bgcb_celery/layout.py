@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
+import logging
 import time
 from dataclasses import dataclass
 from functools import cached_property
+
+from bgcb import Stored
+
+log = logging.getLogger("bgcb.celery")
 
 #: Separates the parts of a record (JSON escapes it, so data never holds it raw).
 SEP = "\x1f"
@@ -112,3 +120,57 @@ def alive_from(job_id: str, record: Record, beat: str) -> bool | None:
         return int(count) <= int(record.beat)
     except ValueError:
         return None
+
+
+# -- values bgcb did not write -------------------------------------------------------------
+
+
+def foreign(text: str) -> bool:
+    """Whether ``text`` was read from bytes that are not UTF-8 (the store's client decodes them to lone
+    surrogates): bgcb writes text only, so the value is another writer's (junk, a pickle), never bgcb's."""
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def unreadable(job_id: str, why: object) -> None:
+    log.warning("bgcb-celery: the stored record of job %s is not one bgcb wrote (%s); it reads as unknown", job_id, why)
+    return None
+
+
+def read_record(job_id: str, text: str) -> Record | None:
+    """The record stored as ``text``; None (logged) when it is not one bgcb wrote."""
+    rec = None if foreign(text) else Record.decode(text)
+    if rec is None:
+        unreadable(job_id, "not a record of this layout")
+    return rec
+
+
+def secret_of(text: str) -> bytes:
+    """The signing secret stored as ``text``: the base64 bgcb writes, else (another writer's value) a digest
+    of it, the same in every process, so that what one web worker signs passes in the others."""
+    if not foreign(text):
+        try:
+            secret = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            secret = b""
+        if secret:
+            return secret
+    log.warning("bgcb-celery: the shared secret in Redis is not one bgcb wrote; every process uses a digest of it")
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).digest()
+
+
+def stored_for_outage(last: Stored | None) -> Stored:
+    """What a poll answers while Redis is unreachable: the last read of the job, without updates.
+
+    A job this process never read is reported running with empty data (no
+    timestamps, no deadline), which keeps the browser waiting and lets the
+    core decide nothing from it.
+    """
+    if last is None:
+        return Stored("running", "{}")
+    return Stored(last.state, last.data, [], last.position, None)

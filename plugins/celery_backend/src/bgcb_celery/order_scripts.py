@@ -24,10 +24,29 @@ prefix, the heartbeat key prefix and the claim grace (ms) (:data:`LIVE`).
 
 from __future__ import annotations
 
+#: ``count(key)``: INCR a counter; one holding what bgcb did not write (not a number) starts again at 1,
+#: so that a planted value cannot fail every submit. ``number(key)``: a counter's value, 0 when absent or
+#: not a number.
+COUNT_FN = r"""
+local function count(key)
+  local n = redis.pcall('INCR', key)
+  if type(n) ~= 'number' then
+    redis.call('SET', key, 1)
+    n = 1
+  end
+  return n
+end
+local function number(key)
+  return tonumber(redis.call('GET', key) or '') or 0
+end
+"""
+
 #: ``live(lane)``: the lane's running jobs, pruning those whose record is gone or no longer running,
 #: whose worker process has no heartbeat (it died), or that were taken but not claimed within the
 #: grace (a worker died in between): a crash never holds a lane's cap for longer than that.
-LIVE = r"""
+LIVE = (
+    COUNT_FN
+    + r"""
 local base = KEYS[1]
 local now, recs, beats, grace = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
 local counted = {}
@@ -58,15 +77,17 @@ local function live(lane)
 end
 local function cap_of(key)
   local head = redis.call('LINDEX', key, 0)
-  return head and redis.call('HGET', base .. ':cap', head)
+  local cap = head and redis.call('HGET', base .. ':cap', head)
+  return cap and tonumber(cap) or nil
 end
 """
+)
 
 #: ``wake()``: how many parked tickets to send again now: at most the jobs that could start (a capped
 #: lane counts for its room left), at most the parked ones.
 WAKE = r"""
 local function wake()
-  local parked = tonumber(redis.call('GET', base .. ':parked') or '0')
+  local parked = number(base .. ':parked')
   if parked <= 0 then return 0 end
   local total, room = 0, {}
   for _, band in ipairs(redis.call('ZREVRANGE', base .. ':bands', 0, -1)) do
@@ -88,9 +109,11 @@ end
 """
 
 #: ``push(base, job, lane, priority, cap)``: queue an id as a new arrival (``cap`` '' for none).
-PUSH_FN = r"""
+PUSH_FN = (
+    COUNT_FN
+    + r"""
 local function push(base, job, lane, prio, cap)
-  local seq = redis.call('INCR', base .. ':seq')
+  local seq = count(base .. ':seq')
   redis.call('RPUSH', base .. ':lane:' .. prio .. ':' .. lane, job)
   redis.call('HSET', base .. ':where', job, prio .. '\t' .. lane)
   redis.call('ZADD', base .. ':bands', tonumber(prio), prio)
@@ -108,6 +131,7 @@ local function push(base, job, lane, prio, cap)
   return seq
 end
 """
+)
 
 #: Queue an id. ARGV: job id, lane, priority, cap ('' for none).
 ORDER_PUSH = PUSH_FN + "return push(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])\n"
@@ -139,7 +163,7 @@ for _, band in ipairs(redis.call('ZREVRANGE', base .. ':bands', 0, -1)) do
   if chosen then
     local key = base .. ':lane:' .. band .. ':' .. chosen
     local job = redis.call('LPOP', key)
-    local n = redis.call('INCR', base .. ':n')
+    local n = count(base .. ':n')
     redis.call('HSET', base .. ':served', band .. '\t' .. chosen, n)
     if redis.call('LLEN', key) == 0 then
       redis.call('ZREM', lanes, chosen)
@@ -162,8 +186,8 @@ for _, band in ipairs(redis.call('ZREVRANGE', base .. ':bands', 0, -1)) do
   end
 end
 local places = redis.call('HLEN', base .. ':where')
-if places > 0 and tonumber(redis.call('GET', base .. ':parked') or '0') < places then
-  redis.call('INCR', base .. ':parked')
+if places > 0 and number(base .. ':parked') < places then
+  count(base .. ':parked')
   return {'', 'parked'}
 end
 return {'', ''}
@@ -201,11 +225,14 @@ return wake()
 )
 
 #: ``ARGV[1]`` parked tickets were sent again: count them off (never below zero).
-ORDER_UNPARK = r"""
-local left = tonumber(redis.call('GET', KEYS[1] .. ':parked') or '0') - tonumber(ARGV[1])
+ORDER_UNPARK = (
+    COUNT_FN
+    + r"""
+local left = number(KEYS[1] .. ':parked') - tonumber(ARGV[1])
 if left > 0 then redis.call('SET', KEYS[1] .. ':parked', left) else redis.call('DEL', KEYS[1] .. ':parked') end
 return left
 """
+)
 
 #: {queued ids, queued ids of the lane, its running jobs}, deferred ones included (KEYS[2]: the
 #: deferred ids of :mod:`bgcb_celery.later`). ARGV: LIVE's four, lane.

@@ -12,14 +12,19 @@ and cost nothing here.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
+
+from bgcb.jobs import is_job_id
 
 from . import defaults, order_scripts, scripts
 
 if TYPE_CHECKING:
     from .store import RedisStore
+
+log = logging.getLogger("bgcb.celery")
 
 
 class OrderedQueue:
@@ -51,8 +56,15 @@ class OrderedQueue:
         nothing can start (every lane full: the ticket is kept back, see ``ORDER_POP``). When it is
         another job, the ticket is noted against it, so that a hard stop revokes the task that runs it
         (revoking the job's own id would drop its ticket and strand a job)."""
-        job, flag = self.store.call(lambda: self._pop(keys=[self.base], args=self._live()), patient)
-        if not job:
+        for _ in range(defaults.POP_PASS_OVER):
+            job, flag = self.store.call(lambda: self._pop(keys=[self.base], args=self._live()), patient)
+            if not job:
+                return None
+            if is_job_id(job):
+                break
+            # Not an id bgcb queued (planted): it has no ticket of its own, so this one takes the next job.
+            log.warning("bgcb-celery: passed over %r in the order of %s: not a job id", str(job)[:40], self.base)
+        else:
             return None
         if job != ticket:
             self.store.call(lambda: self.store.redis.set(self.ticket_key(str(job)), ticket, ex=86400), patient)

@@ -35,14 +35,15 @@ from bgcb.errors import BgcbError
 
 from . import defaults, scripts
 from .config import Timing, redact
-from .layout import Keys, Record, alive_from
+from .layout import Keys, Record, alive_from, foreign, read_record, secret_of, stored_for_outage, unreadable
 from .places import Places
 
 log = logging.getLogger("bgcb.celery")
 T = TypeVar("T")
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
-#: A key bgcb cannot have written: not a string (another layout under this prefix), or not UTF-8 text.
-#: It reads as no record (an unknown job), never as a server error.
+#: A key bgcb cannot have written: not a string (another layout under this prefix), or not UTF-8 text
+#: (read as lone surrogates, see :func:`.layout.foreign`). It reads as absent (a record: an unknown job), never
+#: as a server error; bgcb never unpickles anything it reads.
 UNREADABLE = (redis.ResponseError, UnicodeDecodeError)
 
 
@@ -84,6 +85,9 @@ class RedisStore:
             socket_connect_timeout=defaults.CONNECT_TIMEOUT,
             socket_timeout=defaults.SOCKET_TIMEOUT,
             client_name="bgcb-celery",
+            # Bytes that are not UTF-8 (a value bgcb did not write) read as text that says so (see foreign()),
+            # instead of failing the whole reply they came in: a script's, a pipeline's, an MGET's.
+            encoding_errors="surrogateescape",
         )
         self._cas = self.redis.register_script(scripts.CAS)
         self._read_script = self.redis.register_script(scripts.READ_RUNNING)
@@ -180,8 +184,8 @@ class RedisStore:
         try:
             text = self.call(lambda: self.redis.get(self.keys.rec(job_id)), patient)
         except UNREADABLE as exc:
-            return _unreadable(job_id, exc)
-        return None if text is None else Record.decode(str(text))
+            return unreadable(job_id, exc)
+        return None if text is None else read_record(job_id, str(text))
 
     def read(self, job_id: str, drain: bool, patient: bool = False, running: bool = False) -> Stored | None:
         """One GET for a queued or ended job; a running one's heartbeat (and a drain) in one more round trip,
@@ -214,8 +218,8 @@ class RedisStore:
         try:
             reply = self.call(lambda: self._read_script(keys=keys, args=args), patient)
         except UNREADABLE as exc:
-            return _unreadable(job_id, exc)
-        rec = Record.decode(str(reply[0])) if reply else None
+            return unreadable(job_id, exc)
+        rec = read_record(job_id, str(reply[0])) if reply else None
         return None if rec is None else self._stored(job_id, rec, list(reply[2] or []), reply[1])
 
     def _stored(self, job_id: str, rec: Record, drained: list[str], beat: str | None) -> Stored:
@@ -239,8 +243,8 @@ class RedisStore:
         try:
             text = self.call(lambda: self.redis.get(self.keys.payload(job_id)), patient)
         except UNREADABLE as exc:
-            return _unreadable(job_id, exc)
-        return None if text is None else str(text)
+            return unreadable(job_id, exc)
+        return None if text is None else str(text)  # as read: the core fails a job whose text it cannot parse
 
     def cas(
         self,
@@ -278,7 +282,7 @@ class RedisStore:
 
     def cache_get(self, cache_key: str) -> str | None:
         text = self.call(lambda: self.redis.get(self.keys.cache(cache_key)))
-        return None if text is None else str(text)
+        return None if text is None or foreign(str(text)) else str(text)  # one bgcb did not write: a miss
 
     def secret(self, generate: Callable[[], bytes]) -> bytes:
         def fetch() -> str:
@@ -287,7 +291,15 @@ class RedisStore:
             pipe.get(self.keys.secret)
             return str(pipe.execute()[1])
 
-        return base64.b64decode(self.call(fetch))
+        return secret_of(self.call(fetch))
+
+    def seen(self, job_id: str, patient: bool = False) -> float | None:
+        """When a browser last polled the job; None when never (or the value is not one bgcb wrote)."""
+        text = self.call(lambda: self.redis.get(self.keys.seen(job_id)), patient)
+        try:
+            return float(text) if text else None
+        except ValueError:
+            return None
 
     # -- heartbeats and listings ---------------------------------------------------------
 
@@ -321,7 +333,8 @@ class RedisStore:
         def listing() -> list[tuple[str, Record | None]]:
             ids = [key[len(prefix) :] for key in self.redis.scan_iter(match=pattern, count=500)]
             texts = self.redis.mget([prefix + i for i in ids]) if ids else []
-            return [(i, Record.decode(t) if isinstance(t, str) else None) for i, t in zip(ids, texts, strict=True)]
+            readable = [t if isinstance(t, str) and not foreign(t) else None for t in texts]
+            return [(i, Record.decode(t) if t else None) for i, t in zip(ids, readable, strict=True)]
 
         running, queued = [], []
         for job_id, rec in self.call(listing):
@@ -330,20 +343,3 @@ class RedisStore:
             elif rec is not None and rec.state == "queued":
                 queued.append((rec.submitted_at, job_id))
         return sorted(running) + [job_id for _, job_id in sorted(queued)]
-
-
-def _unreadable(job_id: str, exc: BaseException) -> None:
-    log.warning("bgcb-celery: the stored record of job %s is not one bgcb wrote (%s); it reads as unknown", job_id, exc)
-    return None
-
-
-def stored_for_outage(last: Stored | None) -> Stored:
-    """What a poll answers while Redis is unreachable: the last read of the job, without updates.
-
-    A job this process never read is reported running with empty data (no
-    timestamps, no deadline), which keeps the browser waiting and lets the
-    core decide nothing from it.
-    """
-    if last is None:
-        return Stored("running", "{}")
-    return Stored(last.state, last.data, [], last.position, None)
