@@ -94,6 +94,8 @@ def _suite(session: nox.Session, servers: list[str], portable: bool = False, kit
     if portable and "diskcache" in backends:  # the whole suite once more, on Flask: the path is the backend's
         runs += [{"BGCB_BACKEND": "diskcache", "BGCB_TEST_SERVER": "flask", **PORTABLE}]
     _integration(session, runs, args)
+    for backend in backends:  # hypothesis over real HTTP: forged handles and any input, on each backend
+        session.run("pytest", "tests/fuzz", "-q", *args, env={"BGCB_BACKEND": backend})
     session.run("pytest", "tests/diskcache", "tests/browser", "-q", "-n", "2", *args)  # real processes, mostly waiting
     if portable:
         session.run("pytest", "tests/diskcache", "-q", "-n", "2", *args, env=PORTABLE)
@@ -178,6 +180,7 @@ def celery(session: nox.Session, dash: str, stack: str) -> None:
         f"dash[async]=={dash}",
         "pytest>=7",
         "pytest-xdist",
+        "hypothesis",
         "gunicorn",
         *CELERY_STACKS[stack],
         *extra,
@@ -187,6 +190,7 @@ def celery(session: nox.Session, dash: str, stack: str) -> None:
         session.run("pytest", "tests/celery", "-q", "-n", "2", *args)  # real workers, mostly waiting: two at once
     env = {"BGCB_BACKEND": "celery"}
     _integration(session, [{**env, "BGCB_TEST_SERVER": server} for server in servers], args)
+    session.run("pytest", "tests/fuzz", "-q", *args, env=env)
     if dash != DASH_VERSIONS[-1]:
         return  # the kit and the RabbitMQ broker check the backend, not Dash: once per stack, on the newest Dash
     session.run("pytest", "tests/conformance/test_first_party.py", "-k", "Celery", "-q", *args, env=env)

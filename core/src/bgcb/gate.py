@@ -176,7 +176,7 @@ class Gate:
 
 
 #: Query parameters that carry job handles: every handle bgcb or Dash issues is ASCII.
-HANDLE_PARAMS = ("job", "cacheKey", "oldJob", "cancelJob")
+HANDLE_PARAMS = ("job", "cacheKey", "oldJob", "cancelJob", "endId")
 #: What a handle that is not ASCII becomes: a handle nobody issued, refused as any forged one.
 NOT_A_HANDLE = "forged"
 

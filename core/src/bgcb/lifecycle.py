@@ -105,7 +105,8 @@ class Lifecycle(Scheduling, Lookups):
             owner=job.owner,
             abandon_after=self.abandonment.after_for(job),
         )
-        return Queued(new_job_id(), job, dumps(job.to_json()), data.encode())
+        # Inputs keep NaN and Infinity as Dash passes them (Python's JSON reads them back); all else is strict JSON.
+        return Queued(new_job_id(), job, dumps(job.to_json(), allow_nan=True), data.encode())
 
     def enqueue(self, queued: Queued) -> None:
         """Store and queue a prepared job."""

@@ -99,6 +99,6 @@ def refused_outcome(handle: str) -> Outcome:
     _, _, rest = handle.partition(":")
     which, _, n = rest.partition(":")
     template = _MESSAGES.get(which)
-    if template is None or not n.isdigit() or len(n) > 9:  # (the input refusal's n is 0)
+    if template is None or not (n.isascii() and n.isdigit()) or len(n) > 9:  # (the input refusal's n is 0)
         return Outcome.failure("bgcb: this job was refused by a queue limit and did not run; try again later.")
     return Outcome.failure(template.format(n=int(n)))

@@ -164,7 +164,7 @@ def ended(job_id: str, load: Callable[[], str | None], outcome: Outcome, seconds
     try:
         payload = load()
         job = Job.from_json(loads(payload)) if payload else Job(callback="", args=None)
-    except (ValueError, TypeError, KeyError, AttributeError):  # a record bgcb did not write: tell what is known
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):  # unreadable here: tell what is known
         job = Job(callback="", args=None)
     if outcome.kind == "cancelled":
         cancelled(job_id, job)

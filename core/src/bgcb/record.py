@@ -18,9 +18,10 @@ from .jobs import Job, Outcome, State, Status, Update
 __all__ = ["Counts", "Data", "Stored", "dumps", "loads"]
 
 
-def dumps(value: Any) -> str:
-    """Compact JSON text, the only encoding that crosses into a backend."""
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+def dumps(value: Any, allow_nan: bool = False) -> str:
+    """Compact JSON text, the only encoding that crosses into a backend (NaN and Infinity only where asked:
+    a callback's inputs, as Dash passes them)."""
+    return json.dumps(value, separators=(",", ":"), allow_nan=allow_nan)
 
 
 def loads(text: str) -> Any:

@@ -78,6 +78,9 @@ class Store(QueueRecord, PoolRecord):
             directory,
             disk=JsonOnlyDisk,
             eviction_policy="none",  # never drop a queued job to make room
+            # Every value in SQLite, inside its transactions: diskcache keeps values of 32 KB and more in files,
+            # and a read racing a rewrite of such a record found it absent (an "unknown" job that was running).
+            disk_min_file_size=2**40,
             statistics=0,
             tag_index=0,
             timeout=defaults.SQLITE_TIMEOUT,
