@@ -34,3 +34,23 @@ def test_a_queue_nobody_serves_fails_its_jobs_with_what_to_start(redis_server) -
         assert isinstance(backend.plugin._serving, presence.Serving)
     finally:
         backend.close()
+
+
+def test_doctor_checks_redis_the_broker_and_a_worker(worker, redis_server) -> None:
+    """`bgcb doctor -b celery`: every check passes with Redis and a worker up; with Redis unreachable it exits 1
+    and each failed check says how to fix it."""
+    import os
+    import subprocess
+    import sys
+
+    def doctor(url: str) -> subprocess.CompletedProcess:
+        env = dict(os.environ, BGCB_CELERY_RESULT_URL=url, BGCB_CELERY_BROKER_URL=url)
+        command = [sys.executable, "-m", "bgcb.cli", "doctor", "-b", "celery"]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+    healthy = wait_for(lambda: (r := doctor(redis_server.url())).returncode == 0 and r, 20, "doctor to pass with a worker up")
+    assert "ok   a worker serving queue 'bgcb'" in healthy.stdout, healthy.stdout
+    assert "with celery " in healthy.stdout, "doctor names the versions the backend runs on"
+    sick = doctor("redis://127.0.0.1:1/0")
+    assert sick.returncode == 1, sick.stdout + sick.stderr
+    assert "FAIL Redis job store" in sick.stdout and "Start Redis there" in sick.stdout, sick.stdout

@@ -263,6 +263,10 @@ def test_doctor_checks_the_apps_store_and_pool(deployment, tmp_path) -> None:
     healthy = wait_for(lambda: (r := doctor()).returncode == 0 and r, 20, "doctor to pass with the pool up")
     assert f"directory {tmp_path / 'store'}" in healthy.stdout and "ok   worker pool alive" in healthy.stdout
     assert "directory = " in healthy.stdout and "= None" not in healthy.stdout, healthy.stdout
+    listing = subprocess.run([str(BIN / "bgcb"), "jobs", "dc_app"], cwd=APPS, env=env, capture_output=True, text=True, timeout=60)
+    lines = listing.stdout.splitlines()
+    assert listing.returncode == 0 and lines[0] == f"backend diskcache, directory {tmp_path / 'store'}", listing.stdout
+    assert lines[1].startswith("JOB") and "(no queued or running jobs)" in listing.stdout, listing.stdout
     stop_tree(procs["worker"], signal.SIGINT)
     sick = doctor()
     assert sick.returncode == 1, sick.stdout + sick.stderr
