@@ -173,7 +173,7 @@ def celery(session: nox.Session, dash: str, stack: str) -> None:
     servers = _servers(dash) if stack == "newest" else ["flask"]
     extra += SERVER_TOOLS if len(servers) > 1 else []
     browser = stack == "newest" and dash == DASH_VERSIONS[-1]  # the demo in Chromium, on celery, once
-    extra += ["selenium", "psutil", "plotly"] if browser else []
+    extra += ["selenium", "plotly"] if browser else []
     session.install(
         *DISTRIBUTIONS,
         "./plugins/celery_backend",
@@ -181,6 +181,7 @@ def celery(session: nox.Session, dash: str, stack: str) -> None:
         "pytest>=7",
         "pytest-xdist",
         "hypothesis",
+        "psutil",
         "gunicorn",
         *CELERY_STACKS[stack],
         *extra,

@@ -47,12 +47,25 @@ def main(argv: list[str]) -> None:
     role, tag, sep, *command = argv
     if sep != "--" or not command:
         sys.exit("usage: netns_role.py ROLE TAG -- COMMAND...")
+    # The code every machine has (this repository, the Python environment) may itself live under a
+    # private point (CI clones into /tmp): hold it open, and bind it back, read-only, over the tmpfs.
+    code = {Path(__file__).resolve().parents[2], Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}
+    hidden = [(c, os.open(c, os.O_RDONLY | os.O_DIRECTORY)) for c in sorted(code) if any(c.is_relative_to(p) for p in PRIVATE)]
     for point in mount_points():
         if point == "/proc" or point.startswith("/proc/"):
             continue
         mount("-o", "remount,bind,ro", point)
     for point in PRIVATE:
         mount("-t", "tmpfs", "-o", "mode=1777,size=256m", f"bgcb-{role}", point)
+    for path, fd in hidden:  # back where it was, read-only, on the role's own tmpfs (bound from the held descriptor)
+        path.mkdir(parents=True, exist_ok=True)
+        os.set_inheritable(fd, True)
+        bind = ["mount", "--no-canonicalize", "--bind", f"/proc/self/fd/{fd}", str(path)]
+        done = subprocess.run(bind, capture_output=True, text=True, pass_fds=[fd])
+        if done.returncode:
+            sys.exit(f"netns_role: cannot bring {path} back over the private tmpfs: {done.stderr.strip()}")
+        mount("-o", "remount,bind,ro", str(path))
+        os.close(fd)
     try:
         Path(__file__).with_name(f".netns-write-{role}-{tag}").write_text("must not be possible")
     except OSError as err:
