@@ -15,6 +15,8 @@ from typing import Any, Literal
 from . import _dash_compat as compat
 from . import defaults, hold, serve
 from .hold import Holding
+from .inputs import deep_key as _deep_key
+from .inputs import jsonable_context as _jsonable_context
 from .jobs import Job, Outcome, Snapshot, State, Status, is_job_id
 from .limits import REFUSED_HANDLE, Limits, is_refused, refused_outcome
 from .provider import Backend
@@ -22,8 +24,6 @@ from .waiting import WAITING_TEXT, Waiting, WaitingDisplay
 
 #: Prefix of the handle given for a result reused from the cache: no job runs.
 CACHED_HANDLE = "cached:"
-#: Context entries that are request-bound objects, not data for the worker.
-_CONTEXT_DROP = {"background_callback_manager", "dash_response", "updated_props", "dash_websocket"}
 
 Retrigger = Literal["cancel", "keep"]
 
@@ -41,31 +41,6 @@ class _JobFn:
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:  # pragma: no cover
         raise RuntimeError("bgcb runs background callbacks in its workers, not here")
-
-
-def _jsonable_context(context: dict[str, Any]) -> dict[str, Any]:
-    """The JSON-able part of Dash's callback context, for the worker (encoded whole when it can be:
-    one encoder call instead of one per key)."""
-    from .runner import to_jsonable
-
-    kept: dict[str, Any] = {}
-    for key, value in dict(context).items():
-        if key in _CONTEXT_DROP:
-            continue
-        if key == "args" and value is not None and not isinstance(value, dict):
-            value = dict(value)
-        kept[key] = value
-    try:
-        return dict(to_jsonable(kept))
-    except Exception:
-        pass
-    out: dict[str, Any] = {}
-    for key, value in kept.items():
-        try:
-            out[key] = to_jsonable(value)
-        except Exception:
-            continue  # request-bound objects stay in the web process
-    return out
 
 
 class DashManager(compat.BaseManager):
@@ -318,26 +293,6 @@ class DashManager(compat.BaseManager):
 
     def __repr__(self) -> str:
         return f"<bgcb.DashManager backend={self.backend.name!r}>"
-
-
-def _deep_key(name: str, args: Any, triggered: Any) -> str:
-    """A cache key for inputs too deep for Dash's own: a hash over the values walked without recursion."""
-    import hashlib
-
-    digest = hashlib.sha256(f"{name}|{triggered!r}|".encode())
-    stack: list[Any] = [args]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, (list, tuple)):
-            digest.update(b"[%d" % len(item))
-            stack.extend(reversed(item))
-        elif isinstance(item, dict):
-            digest.update(b"{%d" % len(item))
-            for k in sorted(item, key=str):
-                stack.extend((item[k], str(k)))
-        else:
-            digest.update(repr(item).encode() + b",")
-    return digest.hexdigest()
 
 
 def _refuse(visit: hold.Visit | None, handle: str) -> str:
