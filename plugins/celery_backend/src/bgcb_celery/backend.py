@@ -23,7 +23,7 @@ from bgcb.checks import Check
 from bgcb.hookspecs import Role
 from bgcb.lifecycle import Lifecycle
 
-from . import config, defaults, presence, worker
+from . import config, defaults, presence, publish, worker
 from .config import Config, redact
 from .later import Later, limits_for
 from .places import OrderedQueue
@@ -174,16 +174,7 @@ class CeleryBackend:
             return
         self.store.enqueue(job_id, job, data, ttl, lane=place)
         try:
-            self.celery.send_task(
-                TASK_NAME,
-                args=[job_id],
-                kwargs=kwargs,
-                task_id=job_id,
-                queue=self.queue,
-                serializer="json",
-                ignore_result=True,
-                **limits,
-            )
+            publish.send(self.celery, self.queue, job_id, kwargs, **limits)
         except Exception as exc:
             self.store.unqueue(job_id)
             raise StoreUnavailable(

@@ -34,7 +34,7 @@ from bgcb import Counts
 from . import defaults
 from .order_scripts import PUSH_FN
 from .places import OrderedQueue
-from .publish import DirectPublisher
+from .publish import DirectPublisher, send
 from .store import RedisStore
 
 log = logging.getLogger("bgcb.celery")
@@ -145,17 +145,7 @@ class Later:
         elif len(payload) <= defaults.MESSAGE_JOB_MAX:
             kwargs["job"] = payload
         timeout = json.loads(payload).get("timeout")
-        self.celery.send_task(
-            defaults.TASK_NAME,
-            args=[job_id],
-            kwargs=kwargs,
-            task_id=task_id,
-            queue=self.queue,
-            serializer="json",
-            ignore_result=True,
-            countdown=max(0.0, delay),
-            **limits_for(timeout, self.grace),
-        )
+        send(self.celery, self.queue, job_id, kwargs, task_id, countdown=max(0.0, delay), **limits_for(timeout, self.grace))
 
     def arrive(self, job_id: str, lane: str | None, priority: int | None, cap: int | None) -> None:
         """A delayed message came: the id leaves the deferred set (in ordered mode: joins the order)."""
@@ -184,15 +174,7 @@ class Later:
                 if self.publisher is not None:
                     self._push(self.publisher.broker_list, self.publisher.message(ticket, kwargs, {}))
                 else:
-                    self.celery.send_task(
-                        defaults.TASK_NAME,
-                        args=[ticket],
-                        kwargs=kwargs,
-                        task_id=ticket,
-                        queue=self.queue,
-                        serializer="json",
-                        ignore_result=True,
-                    )
+                    send(self.celery, self.queue, ticket, kwargs)
             self.order.unpark(count)
         except Exception:
             log.exception("bgcb-celery: could not send %d kept-back ticket(s) again; a worker retries", count)

@@ -61,3 +61,18 @@ class DirectPublisher:
             "properties": properties,
         }
         return json.dumps(envelope)
+
+
+def send(celery: Any, queue: str, job_id: str, kwargs: dict[str, Any], task_id: str | None = None, **options: Any) -> None:
+    """bgcb's task for ``job_id`` (a job, or a ticket) through Celery's own ``send_task``: JSON only, no result
+    kept; ``options`` are Celery's (``countdown``, time limits)."""
+    celery.send_task(
+        TASK_NAME,
+        args=[job_id],
+        kwargs=kwargs,
+        task_id=task_id or job_id,
+        queue=queue,
+        serializer="json",
+        ignore_result=True,
+        **options,
+    )
