@@ -68,7 +68,7 @@ def test_a_dead_process_bell_is_removed_by_the_next_ring(tmp_path) -> None:
 
 
 def test_writers_ring_through_the_backend_hooks(tmp_path) -> None:
-    """A compare-and-set or an update written through the hooks wakes the held request."""
+    """An update or an end written through the hooks wakes the held request; a start, no news to it, does not."""
     from bgcb import provider
     from bgcb.jobs import Job, State
     from bgcb.record import Data
@@ -78,14 +78,18 @@ def test_writers_ring_through_the_backend_hooks(tmp_path) -> None:
         job_id = backend.submit(Job(callback="k", args=[1]))
         assert backend.wait(job_id, 0.0) is True  # starts listening
         running = Data(submitted_at=time.time(), started_at=time.time()).encode()
-
-        def start() -> None:
-            backend.hook.bgcb_cas(job_id=job_id, expect=["queued"], state="running", data=running, ttl=60)
-
-        threading.Timer(0.2, start).start()
-        began = time.monotonic()
-        assert backend.wait(job_id, 30.0) is True
-        assert time.monotonic() - began < 30
+        assert backend.hook.bgcb_cas(job_id=job_id, expect=["queued"], state="running", data=running, ttl=60)
+        assert backend.wait(job_id, 0.3) is False
         assert backend.hook.bgcb_read(job_id=job_id, drain=False).state == State.RUNNING.value
+
+        def later(write) -> float:
+            threading.Timer(0.2, write).start()
+            began = time.monotonic()
+            assert backend.wait(job_id, 30.0) is True
+            return time.monotonic() - began
+
+        assert later(lambda: backend.hook.bgcb_append(job_id=job_id, update='{"progress": [1]}', ttl=60)) < 30
+        assert later(lambda: backend.hook.bgcb_cas(job_id=job_id, expect=["running"], state="succeeded", data=running, ttl=60)) < 30
+        assert backend.hook.bgcb_read(job_id=job_id, drain=False).state == State.SUCCEEDED.value
     finally:
         backend.close()

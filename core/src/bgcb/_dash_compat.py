@@ -2,12 +2,11 @@
 
 Dash 2.18 keeps the manager base class in ``dash.long_callback`` and calls
 errors ``long_callback_error``; 3.x and 4.x use ``dash.background_callback``
-and pass ``triggered`` to ``build_cache_key``; 4.4 signs job handles.
+and pass ``triggered`` to ``build_cache_key`` (bgcb's takes it either way); 4.4 signs job handles.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -30,8 +29,6 @@ from dash.exceptions import PreventUpdate
 
 ProxySetProps = _proxy_mod.ProxySetProps
 DASH_VERSION = dash.__version__
-#: Whether ``build_cache_key`` takes the ``triggered`` argument (Dash 3+).
-CACHE_KEY_TAKES_TRIGGERED = "triggered" in inspect.signature(BaseManager.build_cache_key).parameters
 NO_UPDATE = {"_dash_no_update": "_dash_no_update"}
 
 __all__ = [

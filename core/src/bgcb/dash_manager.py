@@ -15,7 +15,7 @@ from typing import Any, Literal
 from . import _dash_compat as compat
 from . import defaults, hold, serve
 from .hold import Holding
-from .inputs import deep_key as _deep_key
+from .inputs import cache_key as _cache_key
 from .inputs import jsonable_context as _jsonable_context
 from .jobs import Job, Outcome, Snapshot, State, Status, is_job_id
 from .limits import REFUSED_HANDLE, Limits, is_refused, refused_outcome
@@ -131,12 +131,7 @@ class DashManager(compat.BaseManager):
         return _JobFn(key or "", bool(progress))
 
     def build_cache_key(self, fn: Any, args: Any, cache_args_to_ignore: Any, triggered: Any = None) -> str:
-        try:
-            if compat.CACHE_KEY_TAKES_TRIGGERED:
-                return super().build_cache_key(fn, args, cache_args_to_ignore, triggered)
-            return super().build_cache_key(fn, args, cache_args_to_ignore)  # type: ignore[call-arg]  # Dash 2.18
-        except RecursionError:  # Dash hashes repr(args), which recurses: inputs nested near Python's limit
-            return _deep_key(getattr(fn, "__qualname__", repr(fn)), args, triggered)
+        return _cache_key(fn, args, cache_args_to_ignore, triggered, self.cache_by)
 
     # -- first request ---------------------------------------------------------
 
@@ -216,9 +211,9 @@ class DashManager(compat.BaseManager):
             return Snapshot(Status(state), [], outcome)
         if is_refused(job):
             return Snapshot(Status(State.FAILED), [], refused_outcome(job))
-        visit = hold.current()
-        if visit is not None and job in visit.prefetched:
-            return visit.prefetched[job]
+        snap = hold.prefetched(hold.current(), job)
+        if snap is not None:
+            return snap
         memo = compat.request_memo()
         if memo is not None and job in memo:
             return memo[job]

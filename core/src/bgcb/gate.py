@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import threading
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from . import _dash_compat as compat
@@ -111,26 +112,35 @@ class Gate:
         first = json_object(reply.body) if reply.status == 200 and not reply.header("content-encoding") else None
         if visit.submitted is None or first is None or "job" not in first or "cacheKey" not in first:
             return reply
-        snap: Snapshot | None = None
-        if not visit.cached:
-            # Without a page identity (endId, Dash 4.4+) a cancel click could not reach a held job.
-            if manager.hold <= 0 or (not end_id and first.get("cancel")):
-                return reply
-            held = self._hold_first(HeldFirst(end_id, output, visit.submitted, list(first.get("cancel") or []), manager))
-            try:
-                seconds = self.first_wait(manager, output)
-                snap = yield Io(manager.holding.wait, (visit.submitted, seconds, self._limit(manager), held.stop))
-            except Exception:
-                return reply
-            finally:
-                with self._lock:
-                    self._firsts.remove(held)
-            self._learn(output, snap)
-            if not news(snap):
-                return reply
-        again = Visit(prefetched={visit.submitted: snap} if snap is not None else {})
+        job = visit.submitted
+        if visit.cached:
+            return (yield from self._answer(query, first, Visit()))
+        # Without a page identity (endId, Dash 4.4+) a cancel click could not reach a held job.
+        if manager.hold <= 0 or (not end_id and first.get("cancel")):
+            return reply
+        held = self._hold_first(HeldFirst(end_id, output, job, list(first.get("cancel") or []), manager))
+        try:
+            seconds, limit = self.first_wait(manager, output), self._limit(manager)
+            if self.defer:  # async servers: wait off the event loop, then let Dash answer from that read
+                try:
+                    snap = yield Io(manager.holding.wait, (job, seconds, limit, held.stop))
+                except Exception:
+                    return reply
+                again = Visit(prefetched={job: snap})
+            else:  # threaded: Dash parses and checks the poll while the job runs; the wait is where it reads
+                again = Visit(late=(job, partial(_waited, manager, job, seconds, limit, held.stop)))
+            final = yield from self._answer(query, first, again)
+        finally:
+            with self._lock:
+                self._firsts.remove(held)
+        snap = again.prefetched.get(job)
+        self._learn(output, snap)
+        return final if snap is not None and news(snap) else reply
+
+    def _answer(self, query: Query, first: dict[str, Any], visit: Visit) -> Flow:
+        """Dash's answer to the poll the renderer would send next, carrying the first answer's handles."""
         handles = [("cacheKey", first["cacheKey"]), ("job", first["job"])]
-        final = yield Call([(k, v) for k, v in query if k not in ("cacheKey", "job", "oldJob")] + handles, again)
+        final = yield Call([(k, v) for k, v in query if k not in ("cacheKey", "job", "oldJob")] + handles, visit)
         return with_handles(final, {k: first[k] for k in FIRST_KEYS if k in first})
 
     def first_wait(self, manager: DashManager, output: str) -> float:
@@ -194,6 +204,14 @@ def _flat(items: Any) -> list[Any]:
     for item in items or []:
         out.extend(_flat(item) if isinstance(item, list) else [item])
     return out
+
+
+def _waited(manager: DashManager, job: str, seconds: float, limit: int, stop: threading.Event) -> Snapshot | None:
+    """The first request's hold, run inside Dash's dispatch; None when the store failed (Dash then reads as usual)."""
+    try:
+        return manager.holding.wait(job, seconds, limit, stop)
+    except Exception:
+        return None
 
 
 def _manager_type() -> type:

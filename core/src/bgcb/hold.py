@@ -39,6 +39,9 @@ class Visit:
 
     #: Snapshots read by the gate (off the event loop), by job id: the manager reads no backend.
     prefetched: dict[str, Snapshot] = field(default_factory=dict)
+    #: Threaded servers: (job id, the hold) that the manager runs when Dash first asks about that job,
+    #: so that Dash's own work on the request overlaps the job instead of following it.
+    late: tuple[str, Callable[[], Snapshot | None]] | None = None
     #: The job the manager submitted in this request, and whether it answered from the cache.
     submitted: str | None = None
     cached: bool = False
@@ -53,6 +56,18 @@ _VISIT: ContextVar[Visit | None] = ContextVar("bgcb_visit", default=None)
 def current() -> Visit | None:
     """The visit of the request being dispatched, if a gate serves it."""
     return _VISIT.get()
+
+
+def prefetched(visit: Visit | None, job: str) -> Snapshot | None:
+    """What the gate read (or, with ``late``, now waits for) for ``job`` in this request; None: read it yourself."""
+    if visit is None:
+        return None
+    if job not in visit.prefetched and visit.late is not None and visit.late[0] == job:
+        wait, visit.late = visit.late[1], None
+        snap = wait()
+        if snap is not None:
+            visit.prefetched[job] = snap
+    return visit.prefetched.get(job)
 
 
 def news(snap: Snapshot) -> bool:

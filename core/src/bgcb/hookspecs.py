@@ -328,7 +328,9 @@ class BackendSpec(QueueSpec, ContractOneSpec):
         Called by the core in the web process, between reads of a job whose
         request it holds (``bgcb.manager(hold=...)``), from many threads at
         once. Waking early or for nothing is allowed (it costs the core one
-        read); so is missing a change (the core bounds every wait). The first
+        read); so is missing a change (the core bounds every wait). Only an
+        end or a new update is news to a held request: a move to ``running``
+        need not wake it. The first
         call for a job may return True at once, so that the backend starts
         listening before the core's next read. Return None when it cannot
         wait here: the core then reads on its own schedule, as it does for

@@ -20,7 +20,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from . import defaults, joblog, observers
 from .abandon import Abandonment
@@ -28,12 +28,12 @@ from .channel import StoreChannel
 from .endings import lost_outcome, no_worker_outcome, timeout_outcome
 from .jobs import Job, Outcome, Snapshot, State, Status, is_job_id, new_job_id
 from .lookups import Lookups
-from .record import Data, Stored, decode_updates, dumps, loads
+from .record import Data, Queued, Started, Stored, decode_updates, dumps, loads
 from .retrying import Retrying
 from .scheduling import Scheduling
 
 ACTIVE = (State.QUEUED.value, State.RUNNING.value)
-__all__ = ["Lifecycle", "Queued", "lost_outcome", "no_worker_outcome", "timeout_outcome", "worker_name"]
+__all__ = ["Lifecycle", "Queued", "Started", "lost_outcome", "no_worker_outcome", "timeout_outcome", "worker_name"]
 
 log = logging.getLogger("bgcb.lifecycle")
 
@@ -41,15 +41,6 @@ log = logging.getLogger("bgcb.lifecycle")
 def worker_name() -> str:
     """``host:pid`` of this process, read at call time (pool processes fork)."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-class Queued(NamedTuple):
-    """A job ready to be queued: its id, and its JSON text and first data as stored."""
-
-    job_id: str
-    job: Job
-    payload: str
-    data: str
 
 
 class Lifecycle(Scheduling, Lookups):
@@ -211,8 +202,16 @@ class Lifecycle(Scheduling, Lookups):
         the backend raises inside the callback to stop it for its timeout
         (Celery's ``SoftTimeLimitExceeded``).
         """
-        from .runner import run  # the runner imports Dash: only workers need it
+        started = self.start(job_id)
+        return None if started is None else self.run(started, stop_errors=stop_errors)
 
+    def start(self, job_id: str) -> Started | None:
+        """Read ``job_id`` and move it from queued to running; None when it is not to run.
+
+        The first half of :meth:`execute`, for a backend that starts a job in
+        the same transaction as its claim (bgcb-diskcache: one commit instead
+        of two before the callback runs). It calls no observer.
+        """
         payload = self.hook.bgcb_load(job_id=job_id) if is_job_id(job_id) else None
         if payload is None:
             return None
@@ -229,6 +228,13 @@ class Lifecycle(Scheduling, Lookups):
         data = Data.starting(job, worker_name(), self.abandonment.after_for(job), self._attempt(job_id, job))
         if not self.cas(job_id, State.QUEUED.value, State.RUNNING, data):
             return None  # cancelled (or declared lost) before it started
+        return Started(job_id, job, data)
+
+    def run(self, started: Started, *, stop_errors: tuple[type[BaseException], ...] = ()) -> Outcome:
+        """Run a job :meth:`start` moved to running, and record how it ended (the second half of :meth:`execute`)."""
+        from .runner import run  # the runner imports Dash: only workers need it
+
+        job_id, job, data = started
         observers.started(job_id, job)
         with observers.running(job_id, job):  # observers' contexts (a tracing span) cover the run and its record
             clock = time.monotonic()

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from .jobs import Job, Outcome, State, Status, Update
 
-__all__ = ["Counts", "Data", "Stored", "dumps", "loads"]
+__all__ = ["Counts", "Data", "Queued", "Started", "Stored", "dumps", "loads"]
 
 
 def dumps(value: Any, allow_nan: bool = False) -> str:
@@ -148,3 +148,20 @@ def decode_updates(texts: list[str]) -> list[Update]:
         if isinstance(update, dict):
             out.append(update)
     return out
+
+
+class Queued(NamedTuple):
+    """A job ready to be queued: its id, and its JSON text and first data as stored."""
+
+    job_id: str
+    job: Job
+    payload: str
+    data: str
+
+
+class Started(NamedTuple):
+    """A job :meth:`bgcb.lifecycle.Lifecycle.start` moved to running: its id, the job and the data written with it."""
+
+    job_id: str
+    job: Job
+    data: Data

@@ -274,7 +274,7 @@ class DiskcacheBackend(CommandLine):
     @hookimpl
     def bgcb_cas(self, job_id: str, expect: Sequence[str], state: str, data: str, ttl: float) -> bool:
         changed = self.store.cas(job_id, expect, state, data, ttl)
-        if changed and self.ringer is not None:
+        if changed and self.ringer is not None and state != "running":  # a start is no news to a held request
             self.ringer.ring(job_id)
         return changed
 

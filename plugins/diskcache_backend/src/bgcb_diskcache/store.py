@@ -28,6 +28,7 @@ One bad key never stops the pool.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -83,11 +84,16 @@ class Store(QueueRecord, PoolRecord):
             disk_min_file_size=2**40,
             statistics=0,
             tag_index=0,
+            cull_limit=0,  # no look for expired keys in every write: the supervisor's cleanup() removes them
             timeout=defaults.SQLITE_TIMEOUT,
         )
 
     def close(self) -> None:
         self.cache.close()
+
+    def transaction(self) -> contextlib.AbstractContextManager[Any]:
+        """One SQLite transaction around several of this store's calls (they nest in it), from this thread."""
+        return self.cache.transact(retry=True)
 
     # -- low level ---------------------------------------------------------------
 

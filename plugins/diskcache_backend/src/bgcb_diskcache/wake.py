@@ -70,18 +70,20 @@ class Sleeper:
         # RDWR: the FIFO never reads end-of-file when no web process has it open.
         self.fd = os.open(wake_path(directory), os.O_RDWR | (0 if self.blocking else os.O_NONBLOCK))
 
-    def wait(self) -> None:
+    def wait(self) -> bool:
+        """Sleep; True when a byte (a queued job) woke us."""
         if self.blocking:
-            os.read(self.fd, 1)
-            return
+            return bool(os.read(self.fd, 1))
         ready, _, _ = select.select([self.fd], [], [], defaults.IDLE_CHECK)
         if ready:
             with contextlib.suppress(BlockingIOError):
-                os.read(self.fd, 1)
+                return bool(os.read(self.fd, 1))
+        return False
 
 
 class Poller:
     """The portable path's worker side: no FIFO, so look at the queue again after a short sleep."""
 
-    def wait(self) -> None:
+    def wait(self) -> bool:
         time.sleep(defaults.PORTABLE_POLL)
+        return False

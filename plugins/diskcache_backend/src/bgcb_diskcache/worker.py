@@ -1,10 +1,11 @@
 """The worker loop, in a process the supervisor forked or spawned: claim the oldest job,
 hand it to the core, sleep on the wake-up FIFO when the queue is empty.
 
-A claim pops the id and lists it as held by this pid in one transaction, so
-the supervisor can attribute the job to this worker should it die at any
-point after the pop. The core (``jobs.execute``) then moves the job to
-running, runs it and records how it ended; the worker only unlists it.
+A claim pops the id, lists it as held by this pid and lets the core move the
+job to running (``jobs.start``), in one transaction: one commit before the
+callback runs, and the supervisor can attribute the job to this worker
+should it die at any point after the pop. The core (``jobs.run``) then runs
+it and records how it ended; the worker only unlists it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import os
 import signal
 
-from bgcb.lifecycle import Lifecycle
+from bgcb.lifecycle import Lifecycle, Started
 
 from .store import Store
 from .wake import Poller, Sleeper
@@ -51,15 +52,35 @@ def work(jobs: Lifecycle, store: Store, supervisor: int, broken: str | None = No
     _reset_signals()
     sleeper = Poller() if portable else Sleeper(store.directory)
     pid = os.getpid()
+    rung = True  # look at the queue before the first sleep
     while True:
-        job_id = store.claim(pid) if store.has_queued() else None
+        # A wake-up byte means a job was queued: claim at once. Otherwise first look with a cheap
+        # read, so that idle workers do not all take the write lock for nothing.
+        job_id, started = _claim(jobs, store, pid, broken is None) if rung or store.has_queued() else (None, None)
         if job_id is not None:
-            if broken is None:
-                jobs.execute(job_id)
-            else:
+            if broken is not None:
                 jobs.reject(job_id, broken)
+            elif started is not None:
+                jobs.run(started)
             store.unlist(job_id, pid)
+            rung = False
             continue
-        sleeper.wait()
+        rung = sleeper.wait()
         if os.getppid() != supervisor:
             return
+
+
+def _claim(jobs: Lifecycle, store: Store, pid: int, start: bool) -> tuple[str | None, Started | None]:
+    """Pop the next id, list it as this worker's and (``start``) move it to running, in one transaction."""
+    failed: BaseException | None = None
+    started = None
+    with store.transaction():
+        job_id = store.claim(pid)
+        if job_id is not None and start:
+            try:
+                started = jobs.start(job_id)
+            except BaseException as exc:  # commit the claim first, so the supervisor finds the job held when we die
+                failed = exc
+    if failed is not None:
+        raise failed
+    return job_id, started
