@@ -186,7 +186,12 @@ class DashManager(compat.BaseManager):
             queued = self.backend.prepare(job)
             visit.queued.append((self.backend, queued))
             return queued.job_id
-        return self.backend.submit(job)
+        if visit is None or self.hold <= 0:
+            return self.backend.submit(job)
+        queued = self.backend.prepare(job)
+        self.backend.wait(queued.job_id, 0.0)  # listen before it is queued: the held request needs no first read
+        self.backend.enqueue(queued)
+        return queued.job_id
 
     def _owner(self) -> str | None:
         """Who submits the job being started: the app's ``owner`` function, in the web request."""

@@ -50,8 +50,10 @@ class Bell:
     def wait(self, job_id: str, seconds: float) -> bool | None:
         """Block until ``job_id`` may have changed (True) or ``seconds`` pass (False); None: no bell here.
 
-        The first wait on a job returns at once: changes made before it were
-        not listened for, so the caller reads again before it sleeps.
+        The first wait on a job, and the first after one that woke, returns at
+        once: changes made before it were not listened for, so the caller reads
+        again before it sleeps. A caller that calls it before the job can
+        change (with ``seconds=0``) has its next wait block at once.
         """
         if not self.usable or not self._ready():
             return None
@@ -63,7 +65,10 @@ class Bell:
                 return True
             watch.touched = time.monotonic()
         woke = watch.rung.wait(seconds)
-        watch.rung.clear()
+        if woke:  # heard: forget it, so that watches do not pile up (a next wait starts over)
+            with self._lock:
+                if self._watches.get(job_id) is watch:
+                    del self._watches[job_id]
         return woke
 
     def _prune(self) -> None:
@@ -134,6 +139,10 @@ class Ringer:
                     pass
                 except OSError:  # its reader is gone
                     self._drop(name, unlink=True)
+        if hasattr(os, "sched_yield"):
+            # Hand over the CPU: a woken request thread placed on this CPU would otherwise wait for the
+            # writer's bookkeeping after the ring (measured: 0.25 ms of a 2.4 ms no-op turnaround).
+            os.sched_yield()
 
     def _refresh(self) -> None:
         """Open bells made since the last ring, forget removed ones (cheap when nothing changed)."""
