@@ -210,7 +210,7 @@ class Lifecycle(Scheduling, Lookups):
 
         The first half of :meth:`execute`, for a backend that starts a job in
         the same transaction as its claim (bgcb-diskcache: one commit instead
-        of two before the callback runs). It calls no observer.
+        of two before the callback runs). Observers hear of the start in :meth:`run`.
         """
         payload = self.hook.bgcb_load(job_id=job_id) if is_job_id(job_id) else None
         if payload is None:
