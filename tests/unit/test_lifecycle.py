@@ -117,6 +117,17 @@ def test_cancel_is_idempotent_and_final(held, events) -> None:
     assert events.of(job_id) == ["submitted", "cancelled", "finished:cancelled"]
 
 
+def test_a_job_cancelled_while_it_runs_ends_cancelled_whatever_its_callback_returned(held, events) -> None:
+    job_id = held.submit(_job())
+    started = held.start(job_id)
+    assert started is not None and held.status(job_id).state is State.RUNNING
+    assert events.of(job_id) == ["submitted"], "observers hear of the start when it runs"
+    assert held.cancel(job_id) is True
+    outcome = held.run(started)  # the callback is not registered here: the runner's outcome is a failure
+    assert outcome.kind == "cancelled" and held.status(job_id).state is State.CANCELLED
+    assert [e for e in events.of(job_id) if e.startswith("finished")] == ["finished:cancelled"], "told once, as it stood"
+
+
 class Stopping(Held):
     """Held, recording the hard stops the core asks for."""
 

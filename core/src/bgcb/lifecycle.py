@@ -231,7 +231,8 @@ class Lifecycle(Scheduling, Lookups):
         return Started(job_id, job, data)
 
     def run(self, started: Started, *, stop_errors: tuple[type[BaseException], ...] = ()) -> Outcome:
-        """Run a job :meth:`start` moved to running, and record how it ended (the second half of :meth:`execute`)."""
+        """Run a job :meth:`start` moved to running and record how it ended (the second half of :meth:`execute`);
+        return the ending that stands (a cancel during the run beats the callback's value)."""
         from .runner import run  # the runner imports Dash: only workers need it
 
         job_id, job, data = started
@@ -270,7 +271,13 @@ class Lifecycle(Scheduling, Lookups):
             return outcome, outcome.state
         stored = self._read(job_id, drain=False)  # another process ended it: a cancel, a timeout, a dead worker
         joblog.ended_elsewhere(job_id, job, stored.state if stored else "expired", seconds)
-        return outcome, State(stored.state) if stored is not None else State.UNKNOWN
+        if stored is None:
+            return outcome, State.UNKNOWN
+        try:
+            stood = Data.decode(stored.data).result  # the ending that stands
+        except (ValueError, TypeError, KeyError):
+            stood = None
+        return stood or outcome, State(stored.state)
 
     def _attempt(self, job_id: str, job: Job) -> int | None:
         """Which run this is, read from the record only for a job that may retry failures (the count
