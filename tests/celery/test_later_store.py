@@ -40,10 +40,8 @@ def _tickets(fake: FakeCelery) -> list[dict]:
 
 @pytest.mark.parametrize("seed", [7, 11, 23, 42])
 def test_running_caps_follow_the_cores_fair_queue(backend, seed) -> None:
-    """Random pushes, pops and ends, in Redis and in FairQueue: the same jobs start, in the same order,
-    and the counts agree (lane a may run 1 job, b 2, c any). One priority: with several, the two
-    forget lanes' last turns differently (FairQueue across priorities, ORDER_PUSH within one), a
-    difference older than running caps."""
+    """Random pushes, pops and ends over two priorities, in Redis and in FairQueue: the same jobs start,
+    in the same order, and the counts agree (lane a may run 1 job, b 2, c any)."""
     jobs, _ = backend
     jobs.order_jobs("the test")
     store, order = jobs.plugin.store, jobs.plugin.store.places.order
@@ -56,7 +54,7 @@ def test_running_caps_follow_the_cores_fair_queue(backend, seed) -> None:
         store.beat("host:1", 1, running, [])  # the worker running them is alive
         move = rng.random()
         if move < 0.45:
-            lane, priority = rng.choice("abc"), 0
+            lane, priority = rng.choice("abc"), rng.choice((0, 1))
             job_id = jobs.submit(_job(owner=lane, priority=priority, running_cap=caps[lane]))
             fair.push(job_id, lane, priority, caps[lane])
         elif move < 0.8:
@@ -74,6 +72,33 @@ def test_running_caps_follow_the_cores_fair_queue(backend, seed) -> None:
         for lane in "abc":
             assert tuple(jobs.counts(lane)) == tuple(fair.counts(lane)), f"step {step}, lane {lane}"
     assert kept_back > 0, "some pops found only full lanes"
+
+
+def test_a_lane_forgotten_in_its_priority_comes_back_as_in_the_cores_queue(backend) -> None:
+    """A lane served before every queued lane of its priority comes back as a new lane, whatever a
+    higher priority holds (FairQueue's test of the same name, in Redis)."""
+    jobs, _ = backend
+    jobs.order_jobs("the test")
+    order = jobs.plugin.store.places.order
+    ids = {
+        name: jobs.submit(_job(owner=lane, priority=p, running_cap=cap))
+        for name, lane, p, cap in [
+            ("a1", "A", 0, None),
+            ("b1", "B", 0, None),
+            ("b2", "B", 0, None),
+            ("h1", "H", 1, 1),
+            ("h2", "H", 1, 1),
+        ]
+    }
+    names = {job_id: name for name, job_id in ids.items()}
+    popped = [order.pop("t")[0] for _ in range(3)]
+    assert [names[j] for j in popped] == ["h1", "a1", "b1"]
+    _claim(jobs, ids["h1"])
+    jobs.plugin.store.beat("host:1", 1, [ids["h1"]], [])  # h1 runs: H's cap of 1 holds h2 back
+    for name, lane in (("a2", "A"), ("c1", "C")):
+        ids[name] = jobs.submit(_job(owner=lane, priority=0))
+        names[ids[name]] = name
+    assert [names[order.pop("t")[0]] for _ in range(3)] == ["a2", "c1", "b2"]
 
 
 def test_a_full_lane_of_a_higher_priority_lets_a_lower_one_go(backend) -> None:

@@ -125,3 +125,17 @@ def test_a_deferred_job_cancelled_while_waiting_never_comes_back() -> None:
     q.defer("x", 1.0)
     assert q.remove("x")
     assert q.pop(now=5.0) is None and len(q) == 0
+
+
+def test_a_lane_forgotten_in_its_priority_comes_back_as_a_new_lane() -> None:
+    """A lane served before every present lane of its priority was comes back as a new lane (ahead of a
+    lane opened after it), whatever other priorities hold: the rule bgcb-celery's Redis order follows."""
+    fq = FairQueue()
+    for job_id, lane, priority, cap in [("a1", "A", 0, None), ("b1", "B", 0, None), ("b2", "B", 0, None)]:
+        fq.push(job_id, lane, priority, cap)
+    fq.push("h1", "H", 1, 1)
+    fq.push("h2", "H", 1, 1)
+    assert [fq.pop(), fq.pop(), fq.pop()] == ["h1", "a1", "b1"], "H's cap of 1 runs: priority 0 goes meanwhile"
+    fq.push("a2", "A", 0)  # A was served before B, the one lane of priority 0 still queued
+    fq.push("c1", "C", 0)  # a new lane, opened after A came back
+    assert fq.ids() == ["h2", "a2", "c1", "b2"]

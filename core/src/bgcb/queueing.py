@@ -177,14 +177,21 @@ class FairQueue:
 
     def _prune(self) -> None:
         """Forget lanes whose last turn can no longer matter: absent ones served before every present
-        one was (a lane that comes back after that goes first anyway). A lane that emptied and refills
-        still waits its turn behind lanes served less recently."""
+        one of their priority was (a lane that comes back after that goes first anyway, as a new lane).
+        A lane that emptied and refills still waits its turn behind lanes of its priority served less
+        recently. Each priority on its own, as bgcb-celery's ``ORDER_PUSH`` decides it."""
+        floors: dict[int, int] = {}
+        for entry in self.entries:
+            n = self.served.get(_key(entry[2], entry[1]))
+            if n is not None and n < floors.get(entry[2], n + 1):
+                floors[entry[2]] = n
         present = {_key(e[2], e[1]) for e in self.entries}
-        floor = min((self.served[k] for k in present if k in self.served), default=None)
-        if floor is None:
-            self.served = {}
-            return
-        self.served = {k: n for k, n in self.served.items() if k in present or n > floor}
+
+        def kept(key: str, n: int) -> bool:
+            floor = floors.get(int(key.split("|", 1)[0]))
+            return key in present or (floor is not None and n > floor)
+
+        self.served = {k: n for k, n in self.served.items() if kept(k, n)}
 
 
 def _key(priority: int, lane: str) -> str:
