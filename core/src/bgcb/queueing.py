@@ -2,7 +2,8 @@
 
 Higher ``priority`` first. Within a priority, each owner has a lane and the
 lanes take turns: the next job comes from the lane served least recently (a
-lane never served, or empty since, goes first; ties go to the lane whose
+lane never served, or emptied before every queued lane of its priority was
+served, goes first; ties go to the lane whose
 oldest job came first); within a lane, first in first out. So a burst of one
 owner's jobs delays another owner's job by at most one of its jobs per
 worker, and a queue where every job has the same owner and priority is plain
