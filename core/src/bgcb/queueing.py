@@ -3,8 +3,8 @@
 Higher ``priority`` first. Within a priority, each owner has a lane and the
 lanes take turns: the next job comes from the lane served least recently (a
 lane never served, or emptied before every queued lane of its priority was
-served, goes first; ties go to the lane whose
-oldest job came first); within a lane, first in first out. So a burst of one
+served, goes first; ties go to the lane whose oldest job came first); within
+a lane, first in first out. So a burst of one
 owner's jobs delays another owner's job by at most one of its jobs per
 worker, and a queue where every job has the same owner and priority is plain
 first-in first-out. Two additions, used only when asked: a lane with a running
