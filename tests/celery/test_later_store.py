@@ -58,7 +58,7 @@ def test_running_caps_follow_the_cores_fair_queue(backend, seed) -> None:
             job_id = jobs.submit(_job(owner=lane, priority=priority, running_cap=caps[lane]))
             fair.push(job_id, lane, priority, caps[lane])
         elif move < 0.8:
-            got, want = order.pop("ticket"), fair.pop()
+            got, want = order.pop(f"ticket-{step}"), fair.pop()
             assert (got[0] if got else None) == want, f"step {step}"
             kept_back += got is None and len(fair) > 0
             if got is not None:
@@ -91,14 +91,27 @@ def test_a_lane_forgotten_in_its_priority_comes_back_as_in_the_cores_queue(backe
         ]
     }
     names = {job_id: name for name, job_id in ids.items()}
-    popped = [order.pop("t")[0] for _ in range(3)]
+    popped = [order.pop(f"t{i}")[0] for i in range(3)]  # each message its own ticket
     assert [names[j] for j in popped] == ["h1", "a1", "b1"]
     _claim(jobs, ids["h1"])
     jobs.plugin.store.beat("host:1", 1, [ids["h1"]], [])  # h1 runs: H's cap of 1 holds h2 back
     for name, lane in (("a2", "A"), ("c1", "C")):
         ids[name] = jobs.submit(_job(owner=lane, priority=0))
         names[ids[name]] = name
-    assert [names[order.pop("t")[0]] for _ in range(3)] == ["a2", "c1", "b2"]
+    assert [names[order.pop(f"t{i}")[0]] for i in range(3, 6)] == ["a2", "c1", "b2"]
+
+
+def test_a_ticket_whose_worker_died_before_the_claim_takes_the_same_job_again(backend) -> None:
+    """A worker that pops a job and dies before claiming it returns its ticket's message (acks late):
+    the ticket takes that job again, instead of the next one, so the first is not stranded."""
+    jobs, _ = backend
+    jobs.order_jobs("the test")
+    order = jobs.plugin.store.places.order
+    first, second = (jobs.submit(_job(owner=lane)) for lane in "ab")
+    assert order.pop("ticket-1") == (first, False)
+    assert order.pop("ticket-1") == (first, False), "the message came back: the same job, still queued"
+    _claim(jobs, first)
+    assert order.pop("ticket-1") == (second, False), "once its job started, a ticket takes the next, as any does"
 
 
 def test_a_full_lane_of_a_higher_priority_lets_a_lower_one_go(backend) -> None:
@@ -107,13 +120,13 @@ def test_a_full_lane_of_a_higher_priority_lets_a_lower_one_go(backend) -> None:
     order = jobs.plugin.store.places.order
     urgent = [jobs.submit(_job(owner="a", priority=5, running_cap=1)) for _ in range(2)]
     low = jobs.submit(_job(owner="b", priority=0))
-    assert order.pop("t") == (urgent[0], True)
+    assert order.pop("t1") == (urgent[0], True)
     _claim(jobs, urgent[0])
     jobs.plugin.store.beat("host:1", 1, [urgent[0]], [])
-    assert order.pop("t") == (low, False), "a's second job keeps its place; b's goes"
+    assert order.pop("t2") == (low, False), "a's second job keeps its place; b's goes"
     assert jobs.status(urgent[1]).position == 0
     _end(jobs, urgent[0])
-    assert order.pop("t") == (urgent[1], True)
+    assert order.pop("t3") == (urgent[1], True)
 
 
 def test_a_ticket_that_finds_only_full_lanes_waits_for_an_end(backend, redis_client) -> None:

@@ -141,10 +141,20 @@ ORDER_PUSH = PUSH_FN + "return push(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 #: '0'}; {'', 'parked'} when ids are queued but every lane is full: the caller's ticket is kept back
 #: (counted in :parked, sent again by ORDER_LEAVE's wake when a capped job ends), unless as many
 #: tickets are kept back as ids are queued; {'', ''} otherwise. Without queued capped jobs (no :cap
-#: key) this is the plain pop: the first lane of the first band. ARGV: LIVE's four.
+#: key) this is the plain pop: the first lane of the first band. A ticket that took a job still queued
+#: takes it again (its message came back: the worker that popped it died before the claim), so no job
+#: is stranded out of the order. ARGV: LIVE's four, the ticket.
 ORDER_POP = (
     LIVE
     + r"""
+local took = base .. ':took:' .. ARGV[5]
+local before = redis.call('GET', took)
+if before then
+  local rec = redis.call('GET', recs .. before)
+  if rec and string.match(rec, '^([^\031]*)\031') == 'queued' then
+    return {before, redis.call('HEXISTS', base .. ':running', before) == 1 and '1' or '0'}
+  end
+end
 local capped = redis.call('EXISTS', base .. ':cap') == 1
 for _, band in ipairs(redis.call('ZREVRANGE', base .. ':bands', 0, -1)) do
   local lanes = base .. ':lanes:' .. band
@@ -172,6 +182,7 @@ for _, band in ipairs(redis.call('ZREVRANGE', base .. ':bands', 0, -1)) do
       redis.call('ZADD', lanes, n, chosen)
     end
     if job then
+      redis.call('SET', took, job, 'EX', 86400)
       redis.call('HDEL', base .. ':where', job)
       if cap then
         redis.call('HDEL', base .. ':cap', job)

@@ -57,7 +57,7 @@ class OrderedQueue:
         another job, the ticket is noted against it, so that a hard stop revokes the task that runs it
         (revoking the job's own id would drop its ticket and strand a job)."""
         for _ in range(defaults.POP_PASS_OVER):
-            job, flag = self.store.call(lambda: self._pop(keys=[self.base], args=self._live()), patient)
+            job, flag = self.store.call(lambda: self._pop(keys=[self.base], args=[*self._live(), ticket]), patient)
             if not job:
                 return None
             if is_job_id(job):
