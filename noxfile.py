@@ -47,9 +47,10 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy on the core, with the newest Dash (settings in core/pyproject.toml)."""
-    session.install("./core", "mypy", f"dash=={DASH_VERSIONS[-1]}")
-    session.run("mypy", "--config-file", "core/pyproject.toml", "core/src/bgcb")
+    """mypy on the core and the first-party backends, with the newest Dash (settings in core/pyproject.toml)."""
+    session.install(*DISTRIBUTIONS, "./plugins/celery_backend", "mypy", f"dash=={DASH_VERSIONS[-1]}")
+    sources = ["core/src/bgcb", "plugins/testing_backend/src/bgcb_testing", "plugins/diskcache_backend/src/bgcb_diskcache"]
+    session.run("mypy", "--config-file", "core/pyproject.toml", *sources, "plugins/celery_backend/src/bgcb_celery")
 
 
 @nox.session

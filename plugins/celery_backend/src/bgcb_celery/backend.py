@@ -174,7 +174,8 @@ class CeleryBackend:
             return
         self.store.enqueue(job_id, job, data, ttl, lane=place)
         try:
-            publish.send(self.celery, self.queue, job_id, kwargs, **limits)
+            options: dict[str, Any] = dict(limits)  # Celery's options (time limits)
+            publish.send(self.celery, self.queue, job_id, kwargs, **options)
         except Exception as exc:
             self.store.unqueue(job_id)
             raise StoreUnavailable(
@@ -299,7 +300,7 @@ class CeleryBackend:
             log.exception("bgcb-celery: could not terminate job %s", job_id)
         finally:
             with self._lock:
-                self._timers.discard(threading.current_thread())  # type: ignore[arg-type]
+                self._timers.discard(threading.current_thread())  # type: ignore[arg-type,unused-ignore]
 
     # -- the command line ----------------------------------------------------------------------------
 

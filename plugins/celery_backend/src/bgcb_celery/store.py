@@ -184,7 +184,8 @@ class RedisStore:
         try:
             text = self.call(lambda: self.redis.get(self.keys.rec(job_id)), patient)
         except UNREADABLE as exc:
-            return unreadable(job_id, exc)
+            unreadable(job_id, exc)
+            return None
         return None if text is None else read_record(job_id, str(text))
 
     def read(self, job_id: str, drain: bool, patient: bool = False, running: bool = False) -> Stored | None:
@@ -218,7 +219,8 @@ class RedisStore:
         try:
             reply = self.call(lambda: self._read_script(keys=keys, args=args), patient)
         except UNREADABLE as exc:
-            return unreadable(job_id, exc)
+            unreadable(job_id, exc)
+            return None
         rec = read_record(job_id, str(reply[0])) if reply else None
         return None if rec is None else self._stored(job_id, rec, list(reply[2] or []), reply[1])
 
@@ -243,7 +245,8 @@ class RedisStore:
         try:
             text = self.call(lambda: self.redis.get(self.keys.payload(job_id)), patient)
         except UNREADABLE as exc:
-            return unreadable(job_id, exc)
+            unreadable(job_id, exc)
+            return None
         return None if text is None else str(text)  # as read: the core fails a job whose text it cannot parse
 
     def cas(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bgcb import hookimpl
 from bgcb.checks import Check
@@ -18,7 +18,11 @@ class CommandLine:
 
     options: dict[str, Any]
     directory: str
-    store: Store
+
+    if TYPE_CHECKING:  # the backend's own
+
+        @property
+        def store(self) -> Store: ...
 
     @hookimpl
     def bgcb_describe(self) -> dict[str, Any]:

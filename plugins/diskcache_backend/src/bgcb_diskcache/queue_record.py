@@ -57,8 +57,12 @@ class QueueRecord:
                     queued.append((float(at), key[2:], lane, priority, cap))
         fair = FairQueue()
         for _, job_id, lane, priority, cap in sorted(queued):
-            lane, priority, cap = (v if isinstance(v, t) else None for v, t in ((lane, str), (priority, int), (cap, int)))
-            fair.push(job_id, lane, priority, cap)
+            fair.push(
+                job_id,
+                lane if isinstance(lane, str) else None,
+                priority if isinstance(priority, int) else None,
+                cap if isinstance(cap, int) else None,
+            )
         self._set(QUEUE, fair.to_json())
         log.warning("bgcb-diskcache: rebuilt the queue of %s from its %d queued record(s)", self.directory, len(fair))
         return fair

@@ -153,8 +153,8 @@ class Store(QueueRecord, PoolRecord):
         cap: int | None = None,
     ) -> None:
         """Store the record and queue its id, in one transaction: no worker sees an id without a record."""
-        record = {"state": "queued", "job": job, "data": data, "updates": [], "timeout": timeout, "at": time.time()}
-        record.update(lane=lane, priority=priority, cap=cap)  # to rebuild the queue from, should its key be lost
+        record: dict[str, Any] = {"state": "queued", "job": job, "data": data, "updates": [], "timeout": timeout}
+        record.update(at=time.time(), lane=lane, priority=priority, cap=cap)  # to rebuild the queue from, should its key be lost
         with self.cache.transact(retry=True):
             self._set("r:" + job_id, record, expire=ttl)
             fair = self.fair()

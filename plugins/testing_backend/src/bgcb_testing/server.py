@@ -71,7 +71,7 @@ class LiveServer:
         done = asyncio.Event()
 
         async def main() -> None:
-            await serve(server, config, shutdown_trigger=done.wait)  # type: ignore[arg-type]
+            await serve(server, config, shutdown_trigger=done.wait)  # type: ignore[arg-type,unused-ignore]
 
         def run() -> None:
             try:
