@@ -255,3 +255,29 @@ def test_a_delayed_message_lost_with_its_worker_is_sent_again(backend, redis_cli
     later.tick()
     assert len(fake.sent) == sent + 1, "not again until it is overdue again"
     assert redis_client.zcard(later.key) == 1
+
+
+def test_a_job_taken_by_a_worker_that_died_before_starting_it_is_queued_again(backend, monkeypatch) -> None:
+    """A worker process killed between the pop and the claim loses its message (reject_on_worker_lost is
+    off): the workers' look puts the job back in the order after CLAIM_GRACE, with a ticket; a job that
+    started, and a deferred one, stay as they are."""
+    from bgcb_celery import defaults
+
+    monkeypatch.setattr(defaults, "CLAIM_GRACE", 0.2)
+    jobs, fake = backend
+    jobs.order_jobs("the test")
+    order, later = jobs.plugin.store.places.order, jobs.plugin.later
+    stranded, started, waiting = (jobs.submit(_job(owner=lane)) for lane in "abc")
+    assert [order.pop(f"t{i}")[0] for i in range(3)] == [stranded, started, waiting]
+    _claim(jobs, started)
+    _claim(jobs, waiting)  # it runs, then waits to run again later
+    assert jobs.hook.bgcb_cas(job_id=waiting, expect=["running"], state="queued", data=json.dumps({"retry_at": 4e9}), ttl=60)
+    jobs.hook.bgcb_defer(job_id=waiting, delay=60.0, lane="c", priority=0, cap=None)
+    assert later.rescue(time.time()) == [], "not before CLAIM_GRACE"
+    time.sleep(0.3)
+    sent = len(_tickets(fake))
+    assert later.rescue(time.time()) == [stranded]
+    assert len(_tickets(fake)) == sent + 1, "one ticket for the job put back"
+    assert jobs.status(stranded).position == 0 and order.pop("t9") == (stranded, False)
+    _claim(jobs, stranded)
+    assert later.rescue(time.time() + 1) == [], "taken again, and this time started"

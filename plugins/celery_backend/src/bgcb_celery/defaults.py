@@ -54,6 +54,8 @@ POP_PASS_OVER = 10
 LATER_RESEND = 60.0
 #: Most overdue deferred jobs one worker sends again per look.
 LATER_RESEND_MAX = 50
+#: At most this many popped ids a worker's periodic look checks for ones that never started (ORDER_RESCUE).
+RESCUE_MAX = 2000
 #: Reads remembered per web process, to answer polls during a short Redis outage.
 REMEMBERED_READS = 4096
 

@@ -168,23 +168,39 @@ class Later:
         if count <= 0 or self.order is None:
             return
         try:
-            for _ in range(count):
-                ticket = f"ticket-{uuid.uuid4().hex}"
-                kwargs: dict[str, Any] = {"store": self.store_id, "ordered": True}
-                if self.publisher is not None:
-                    self._push(self.publisher.broker_list, self.publisher.message(ticket, kwargs, {}))
-                else:
-                    send(self.celery, self.queue, ticket, kwargs)
+            self._new_tickets(count)
             self.order.unpark(count)
         except Exception:
             log.exception("bgcb-celery: could not send %d kept-back ticket(s) again; a worker retries", count)
+
+    def _new_tickets(self, count: int) -> None:
+        for _ in range(count):
+            ticket = f"ticket-{uuid.uuid4().hex}"
+            kwargs: dict[str, Any] = {"store": self.store_id, "ordered": True}
+            if self.publisher is not None:
+                self._push(self.publisher.broker_list, self.publisher.message(ticket, kwargs, {}))
+            else:
+                send(self.celery, self.queue, ticket, kwargs)
+
+    def rescue(self, now: float) -> list[str]:
+        """Put back into the order the jobs popped more than ``CLAIM_GRACE`` s ago that never started (their
+        worker process died between the pop and the claim, and its message with it), each with a ticket."""
+        if self.order is None:
+            return []
+        back = self.order.rescue(self.key, now - defaults.CLAIM_GRACE, defaults.RESCUE_MAX)
+        for job_id in back:
+            log.warning("bgcb-celery: job %s was taken by a worker that died before starting it; queued again", job_id)
+        if back:
+            self._new_tickets(len(back))
+        return back
 
     def _push(self, broker_list: str, message: str) -> None:
         self.store.call(lambda: self.store.redis.lpush(broker_list, message))
 
     def tick(self) -> None:
-        """A worker's periodic look (two reads): send again deferred messages overdue by ``LATER_RESEND``
-        s, and kept-back tickets that may go (an end nobody reported)."""
+        """A worker's periodic look: send again deferred messages overdue by ``LATER_RESEND`` s, kept-back
+        tickets that may go (an end nobody reported), and jobs taken by a worker that died before it
+        started them (:meth:`rescue`)."""
         now = int(time.time() * 1000)
         cutoff = now - int(defaults.LATER_RESEND * 1000)
         pipe = self.store.redis.pipeline(transaction=False)
@@ -204,6 +220,7 @@ class Later:
         parked = str(replies[1]) if len(replies) > 1 else ""  # kept-back tickets ("" or junk: none)
         if parked.isdecimal() and int(parked) > 0 and self.order is not None:
             self.tickets(self.order.leave(""))
+        self.rescue(now / 1000)
 
     # -- counts ---------------------------------------------------------------------------
 

@@ -17,6 +17,8 @@ Used only by web processes whose managers order jobs (``owner=``, ``priority=``,
     :run:<lane>            ids of a capped lane taken and not finished
     :running               such an id -> "taken at (ms)<TAB>lane"
     :parked                tickets that found only full lanes and were kept back (see ORDER_POP)
+    :taken, :taken:info    ids popped, by when (ms), and their "p<TAB>lane<TAB>cap" (see ORDER_RESCUE)
+    :took:<ticket>         the id a ticket (a message's task id) popped last (see ORDER_POP)
 
 Scripts that count running jobs take ``ARGV[1..4]`` = now (ms), the record key
 prefix, the heartbeat key prefix and the claim grace (ms) (:data:`LIVE`).
@@ -183,6 +185,8 @@ for _, band in ipairs(redis.call('ZREVRANGE', base .. ':bands', 0, -1)) do
     end
     if job then
       redis.call('SET', took, job, 'EX', 86400)
+      redis.call('ZADD', base .. ':taken', ARGV[1], job)
+      redis.call('HSET', base .. ':taken:info', job, band .. '\t' .. chosen .. '\t' .. (cap or ''))
       redis.call('HDEL', base .. ':where', job)
       if cap then
         redis.call('HDEL', base .. ':cap', job)
@@ -286,3 +290,33 @@ for _, other in ipairs(redis.call('ZRANGE', base .. ':lanes:' .. prio, 0, -1)) d
 end
 return ahead
 """
+
+
+#: Put back into the order the ids popped before ARGV[1] (ms) whose record is still queued, and which are
+#: neither queued again nor deferred (KEYS[2], the later set): their worker died between the pop and the
+#: claim, and its message went with it (``task_reject_on_worker_lost`` is off). Forgets every popped id it
+#: looks at, at most ARGV[3] of them. Returns the ids put back (the caller sends a ticket for each).
+#: KEYS: base, later set. ARGV: cutoff (ms), the record key prefix, the most ids to look at.
+ORDER_RESCUE = (
+    PUSH_FN
+    + r"""
+local base, later = KEYS[1], KEYS[2]
+local recs = ARGV[2]
+local back = {}
+for _, job in ipairs(redis.call('ZRANGEBYSCORE', base .. ':taken', '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))) do
+  local info = redis.call('HGET', base .. ':taken:info', job)
+  redis.call('ZREM', base .. ':taken', job)
+  redis.call('HDEL', base .. ':taken:info', job)
+  local rec = redis.call('GET', recs .. job)
+  if info and rec and string.match(rec, '^([^\031]*)\031') == 'queued' and not redis.call('ZSCORE', later, job)
+      and redis.call('HEXISTS', base .. ':where', job) == 0 then
+    local prio, lane, cap = string.match(info, '^([^\t]*)\t([^\t]*)\t(.*)$')
+    if prio then
+      push(base, job, lane, prio, cap)
+      back[#back + 1] = job
+    end
+  end
+end
+return back
+"""
+)

@@ -40,6 +40,7 @@ class OrderedQueue:
         self._unpark = redis.register_script(order_scripts.ORDER_UNPARK)
         self._counts = redis.register_script(order_scripts.ORDER_COUNTS)
         self._position = redis.register_script(order_scripts.ORDER_POSITION)
+        self._rescue = redis.register_script(order_scripts.ORDER_RESCUE)
 
     def push_in(self, pipe: Any, job_id: str, lane: str, priority: int, cap: int | None = None) -> None:
         """Queue ``job_id`` inside ``pipe`` (the enqueue's round trip, before its ticket is pushed)."""
@@ -69,6 +70,12 @@ class OrderedQueue:
         if job != ticket:
             self.store.call(lambda: self.store.redis.set(self.ticket_key(str(job)), ticket, ex=86400), patient)
         return str(job), flag == "1"
+
+    def rescue(self, later: str, before: float, most: int) -> list[str]:
+        """Put back into the order the ids popped before ``before`` (seconds since the epoch) that never
+        started (their worker died between the pop and the claim); return them: each needs a ticket."""
+        args: list[str | int] = [int(before * 1000), self.store.keys.rec(""), most]
+        return [str(j) for j in self.store.call(lambda: self._rescue(keys=[self.base, later], args=args))]
 
     def ticket_key(self, job_id: str) -> str:
         return f"{self.base}:ticket:{job_id}"
