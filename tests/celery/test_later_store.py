@@ -278,6 +278,8 @@ def test_a_job_taken_by_a_worker_that_died_before_starting_it_is_queued_again(ba
     sent = len(_tickets(fake))
     assert later.rescue(time.time()) == [stranded]
     assert len(_tickets(fake)) == sent + 1, "one ticket for the job put back"
-    assert jobs.status(stranded).position == 0 and order.pop("t9") == (stranded, False)
+    assert jobs.status(stranded).position == 0
+    assert order.pop("t0") == (stranded, False), "its first ticket, come back late, takes it from the order"
+    assert order.pop("t9") is None, "so it is not left there for another ticket"
     _claim(jobs, stranded)
     assert later.rescue(time.time() + 1) == [], "taken again, and this time started"

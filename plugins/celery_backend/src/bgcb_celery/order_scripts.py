@@ -143,9 +143,9 @@ ORDER_PUSH = PUSH_FN + "return push(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 #: '0'}; {'', 'parked'} when ids are queued but every lane is full: the caller's ticket is kept back
 #: (counted in :parked, sent again by ORDER_LEAVE's wake when a capped job ends), unless as many
 #: tickets are kept back as ids are queued; {'', ''} otherwise. Without queued capped jobs (no :cap
-#: key) this is the plain pop: the first lane of the first band. A ticket that took a job still queued
-#: takes it again (its message came back: the worker that popped it died before the claim), so no job
-#: is stranded out of the order. ARGV: LIVE's four, the ticket.
+#: key) this is the plain pop: the first lane of the first band. A ticket that took a job still queued,
+#: and not put back in the order since, takes it again (its message came back: the worker that popped
+#: it died before the claim), so no job is stranded out of the order. ARGV: LIVE's four, the ticket.
 ORDER_POP = (
     LIVE
     + r"""
@@ -153,7 +153,8 @@ local took = base .. ':took:' .. ARGV[5]
 local before = redis.call('GET', took)
 if before then
   local rec = redis.call('GET', recs .. before)
-  if rec and string.match(rec, '^([^\031]*)\031') == 'queued' then
+  if rec and string.match(rec, '^([^\031]*)\031') == 'queued' and redis.call('HEXISTS', base .. ':where', before) == 0 then
+    redis.call('ZADD', base .. ':taken', ARGV[1], before)  -- taken again now: not one for ORDER_RESCUE yet
     return {before, redis.call('HEXISTS', base .. ':running', before) == 1 and '1' or '0'}
   end
 end
