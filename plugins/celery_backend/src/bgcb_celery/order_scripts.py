@@ -43,11 +43,19 @@ local function number(key)
 end
 """
 
+#: ``state_of(rec)``: the state at the head of a stored record (the layout of :mod:`.layout`); false for none.
+STATE_FN = r"""
+local function state_of(rec)
+  return rec and string.match(rec, '^([^\031]*)\031')
+end
+"""
+
 #: ``live(lane)``: the lane's running jobs, pruning those whose record is gone or no longer running,
 #: whose worker process has no heartbeat (it died), or that were taken but not claimed within the
 #: grace (a worker died in between): a crash never holds a lane's cap for longer than that.
 LIVE = (
     COUNT_FN
+    + STATE_FN
     + r"""
 local base = KEYS[1]
 local now, recs, beats, grace = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
@@ -59,7 +67,7 @@ local function live(lane)
   for _, job in ipairs(redis.call('SMEMBERS', key)) do
     local keep = false
     local rec = redis.call('GET', recs .. job)
-    local state = rec and string.match(rec, '^([^\031]*)\031')
+    local state = state_of(rec)
     if state == 'running' then
       local worker = string.match(rec, '"worker"%s*:%s*"([^"]*)"')
       keep = (not worker) or redis.call('EXISTS', beats .. worker) == 1
@@ -153,7 +161,7 @@ local took = base .. ':took:' .. ARGV[5]
 local before = redis.call('GET', took)
 if before then
   local rec = redis.call('GET', recs .. before)
-  if rec and string.match(rec, '^([^\031]*)\031') == 'queued' and redis.call('HEXISTS', base .. ':where', before) == 0 then
+  if state_of(rec) == 'queued' and redis.call('HEXISTS', base .. ':where', before) == 0 then
     redis.call('ZADD', base .. ':taken', ARGV[1], before)  -- taken again now: not one for ORDER_RESCUE yet
     return {before, redis.call('HEXISTS', base .. ':running', before) == 1 and '1' or '0'}
   end
@@ -300,6 +308,7 @@ return ahead
 #: KEYS: base, later set. ARGV: cutoff (ms), the record key prefix, the most ids to look at.
 ORDER_RESCUE = (
     PUSH_FN
+    + STATE_FN
     + r"""
 local base, later = KEYS[1], KEYS[2]
 local recs = ARGV[2]
@@ -309,7 +318,7 @@ for _, job in ipairs(redis.call('ZRANGEBYSCORE', base .. ':taken', '-inf', ARGV[
   redis.call('ZREM', base .. ':taken', job)
   redis.call('HDEL', base .. ':taken:info', job)
   local rec = redis.call('GET', recs .. job)
-  if info and rec and string.match(rec, '^([^\031]*)\031') == 'queued' and not redis.call('ZSCORE', later, job)
+  if info and state_of(rec) == 'queued' and not redis.call('ZSCORE', later, job)
       and redis.call('HEXISTS', base .. ':where', job) == 0 then
     local prio, lane, cap = string.match(info, '^([^\t]*)\t([^\t]*)\t(.*)$')
     if prio then
